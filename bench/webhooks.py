@@ -1,0 +1,488 @@
+"""Benchmark chimebot's Chime-compatible webhooks against bare aiohttp ceilings (see shared/PERFORMANCE.md).
+
+Run: .venv/bin/python bench/webhooks.py [--duration S] [--runs N] [--quick] [--json]
+Figures: ingest (wrk -t1 -c64 on the webhook, one stream client counting frames) and fan-out
+(a 64-connection poster, 100 stream clients measuring delivery delay). Each figure is measured next
+to a bare aiohttp ceiling in the same run; all load comes from other processes on 127.0.0.1.
+Hidden subcommands (_bare, _clients, _poster) run those processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from array import array
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+SCRIPT = str(Path(__file__).resolve())
+ROOT = Path(SCRIPT).parent.parent
+CONNECTIONS = 64
+FANOUT_CLIENTS = 100
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
+TARGETS = {"ingest": 0.5, "fanout": 0.7}
+CONFIG_TOML = '[webhooks]\nrate_per_second = 1000000\nburst = 1000000\n[logging]\nlevel = "warning"\n'
+WRK_LUA = """wrk.method = "POST"
+wrk.body = '{"Content": "bench message"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class BenchError(RuntimeError):
+    """A server or load process failed; the message says how."""
+
+
+def run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine on uvloop when installed (as chimebot does), else on plain asyncio."""
+    if HAVE_UVLOOP:
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+# ---------------------------------------------------------------- subprocess side: bare ceilings
+
+
+def bare_app(fanout: bool) -> web.Application:
+    """Build the ceiling server: parse the JSON body, broadcast one frame string if fanout, answer 200."""
+    clients: set[web.WebSocketResponse] = set()
+    counter = 0
+
+    async def post(request: web.Request) -> web.Response:
+        nonlocal counter
+        body = await request.json()
+        counter += 1
+        if fanout:
+            # Encoded once and sent as the same string to every client, like chimebot should do.
+            frame = json.dumps({"id": counter, "type": "message.created", "room_id": "bare",
+                                "data": {"id": str(counter), "content": body["Content"], "format": "text"}})
+            for ws in list(clients):  # copy: a client may disconnect while we await
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_str(frame)
+        return web.json_response({"MessageId": str(counter), "RoomId": "bare"})
+
+    async def stream(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str('{"type": "stream.ready", "last_id": 0}')
+        clients.add(ws)
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            clients.discard(ws)
+        return ws
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/incomingwebhooks/{id}", post)
+    app.router.add_get("/healthz", healthz)
+    if fanout:
+        app.router.add_get("/api/v1/stream", stream)
+    return app
+
+
+async def serve_bare(fanout: bool, port: int) -> None:
+    """Serve the bare app on 127.0.0.1:port until SIGTERM."""
+    runner = web.AppRunner(bare_app(fanout), access_log=None)  # no access log: chimebot logs warnings only
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+# ---------------------------------------------------------------- subprocess side: load generators
+
+
+async def stream_clients(url: str, count: int, max_seconds: float) -> tuple[dict[str, int], array[int]]:
+    """Hold `count` stream clients; print "ready", then on SIGTERM drain; return counts and delays (ns)."""
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    ready = [asyncio.Event() for _ in range(count)]
+    delays = array("q")
+    state = {"frames": 0, "closed": 0, "last_ns": 0}
+    got_frame = asyncio.Event()
+
+    async def client(i: int, session: aiohttp.ClientSession) -> None:
+        async with session.ws_connect(url, max_msg_size=0) as ws:
+            async for msg in ws:
+                now = time.time_ns()  # before parsing, so client-side JSON work is not counted as delay
+                ready[i].set()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                event = json.loads(msg.data)
+                if event.get("type") != "message.created":
+                    continue
+                state["frames"] += 1
+                state["last_ns"] = now
+                got_frame.set()
+                content = event["data"]["content"]
+                if content.startswith("bench ") and content[6:].isdigit():
+                    delays.append(now - int(content[6:]))
+        if not stop.is_set():
+            state["closed"] += 1  # the server closed us early (e.g. dropped as a slow client)
+
+    timeout = aiohttp.ClientTimeout(connect=10)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        tasks = [asyncio.create_task(client(i, session)) for i in range(count)]
+        # The first frame (stream.ready) shows the subscription is live; fall back to a timeout in case
+        # a server sends none, so no early message is missed by the count.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 5)
+        failed = [t for t in tasks if t.done() and t.exception()]
+        if failed:
+            raise BenchError(f"stream client failed: {failed[0].exception()!r}")
+        print("ready", flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max_seconds)
+        # Drain: keep reading until no message frame arrived for 1 s (at most 15 s).
+        drain_end = time.monotonic() + 15
+        while time.monotonic() < drain_end:
+            got_frame.clear()
+            try:
+                await asyncio.wait_for(got_frame.wait(), 1)
+            except TimeoutError:
+                break
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return state, delays
+
+
+async def poster(url: str, duration: float, concurrency: int) -> None:
+    """POST timestamped messages over `concurrency` connections for `duration` s; print a JSON result."""
+    counts = {"ok": 0, "non2xx": 0, "errors": 0}
+    start_ns = time.time_ns()
+    deadline = time.monotonic() + duration
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                body = b'{"Content": "bench %d"}' % time.time_ns()
+                try:
+                    async with session.post(url, data=body, headers=JSON_HEADERS) as resp:
+                        await resp.read()
+                        counts["ok" if resp.status < 300 else "non2xx"] += 1
+                except (TimeoutError, aiohttp.ClientError):
+                    counts["errors"] += 1
+                    await asyncio.sleep(0.01)  # don't spin on a refusing server
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    print(json.dumps({**counts, "start_ns": start_ns, "end_ns": time.time_ns()}), flush=True)
+
+
+# ---------------------------------------------------------------- orchestrator: processes and servers
+
+
+def free_port() -> int:
+    """Return a currently unused loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    """Start a process in its own session so it and any children can be stopped by its id."""
+    return subprocess.Popen(args, start_new_session=True, text=True, cwd=ROOT, **kwargs)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group we started, then SIGKILL it after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait)
+
+
+def wait_healthy(proc: subprocess.Popen[str], port: int, log: Path) -> None:
+    """Poll GET /healthz until 200, bounded by 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        url = f"http://127.0.0.1:{port}/healthz"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
+            if resp.status == 200:
+                return
+        time.sleep(0.1)
+    raise BenchError(f"server not healthy after 30 s:\n{log.read_text()[-2000:]}")
+
+
+def chimebot_cli(base: list[str], *args: str) -> dict[str, Any]:
+    """Run a `python -m chimebot` management command and return its --json output."""
+    res = subprocess.run([*base, *args, "--json"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    if res.returncode != 0:
+        raise BenchError(f"chimebot {' '.join(args)} failed ({res.returncode}): {res.stderr.strip()[-1500:]}")
+    try:
+        return json.loads(res.stdout)
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"chimebot {' '.join(args)} printed no JSON: {res.stdout!r}") from exc
+
+
+@contextlib.contextmanager
+def server(kind: str, figure: str) -> Iterator[dict[str, str]]:
+    """Start a fresh server (chimebot or bare) and yield its webhook and stream URLs."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="chimebot-bench-") as tmp:
+        log = Path(tmp, "server.log")
+        with open(log, "w") as logf:
+            if kind == "bare":
+                args = [sys.executable, SCRIPT, "_bare", figure, str(port)]
+            else:
+                Path(tmp, "bench.toml").write_text(CONFIG_TOML)
+                base = [sys.executable, "-m", "chimebot"]
+                opts = ["--config", f"{tmp}/bench.toml", "--data-dir", f"{tmp}/data"]
+                args = [*base, "serve", *opts, "--host", "127.0.0.1", "--port", str(port)]
+            # A log file, not a pipe: an unread pipe would block a chatty server.
+            proc = spawn(args, stdout=logf, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(proc, port, log)
+            if kind == "bare":
+                yield {"post": f"http://127.0.0.1:{port}/incomingwebhooks/bare?token=x",
+                       "stream": f"ws://127.0.0.1:{port}/api/v1/stream?token=x"}
+            else:
+                cli = [*base]
+                token = chimebot_cli(cli, "token", "create", "admin@localhost", *opts)["token"]
+                chimebot_cli(cli, "admin", "create-room", "bench", *opts)
+                hook = chimebot_cli(cli, "webhook", "create", "bench", "bench-hook", *opts)
+                yield {"post": f"http://127.0.0.1:{port}/incomingwebhooks/{hook['id']}?token={hook['token']}",
+                       "stream": f"ws://127.0.0.1:{port}/api/v1/stream?token={token}"}
+        finally:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def clients(url: str, count: int, max_seconds: float) -> Iterator[dict[str, Any]]:
+    """Run the stream-client process; yield a dict filled with its result after the block ends."""
+    with tempfile.NamedTemporaryFile(prefix="chimebot-bench-delays-") as delays_file:
+        args = [sys.executable, SCRIPT, "_clients", url, str(count), delays_file.name, str(max_seconds)]
+        proc = spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        result: dict[str, Any] = {}
+        try:
+            # Bounded wait for "ready" (the client's own timeouts are 10 s connect + 5 s ready).
+            if not select.select([proc.stdout], [], [], 30)[0] or proc.stdout.readline().strip() != "ready":
+                stop(proc)
+                raise BenchError(f"stream clients did not get ready: {proc.stderr.read()[-1500:]}")
+            yield result
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=40)
+            if proc.returncode != 0 or not out.strip():
+                raise BenchError(f"stream clients failed (exit {proc.returncode}): {err[-1500:]}")
+            result.update(json.loads(out.strip().splitlines()[-1]))
+            result["delays"] = sorted(array("q", Path(delays_file.name).read_bytes()))
+        finally:
+            stop(proc)
+
+
+# ---------------------------------------------------------------- orchestrator: measurements
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    """Extract requests/s, p50/p99 latency (ms), requests, non-2xx and socket errors from wrk output."""
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        return float(m.group(1)) * unit[m.group(2)] if m else float("nan")
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    reqs = re.search(r"(\d+) requests in", out)
+    if not rps or not reqs:
+        raise BenchError(f"cannot parse wrk output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": float(rps.group(1)), "p50_ms": latency("50"), "p99_ms": latency("99"),
+            "requests": int(reqs.group(1)), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sum(map(int, sock.groups())) if sock else 0}
+
+
+def measure_ingest(kind: str, duration: float) -> dict[str, Any]:
+    """wrk the webhook; for chimebot, with one stream client counting message.created frames."""
+    with server(kind, "ingest") as urls, tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(WRK_LUA)
+        lua.flush()
+        wrk = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency", "-s", lua.name]
+        with contextlib.ExitStack() as stack:
+            # The bare ceiling has no stream; chimebot is measured with one subscriber attached.
+            stream = None
+            if kind != "bare":
+                stream = stack.enter_context(clients(urls["stream"], 1, duration + 60))
+            res = subprocess.run([*wrk, urls["post"]], capture_output=True, text=True, timeout=duration + 30)
+            if res.returncode != 0:
+                raise BenchError(f"wrk failed: {res.stderr}")
+        result: dict[str, Any] = parse_wrk(res.stdout)
+        if stream is not None:
+            result.update(stream_frames=stream["frames"], stream_closed=stream["closed"])
+        return result
+
+
+def percentile(values: list[int], pct: float) -> float:
+    """Nearest-rank percentile of sorted nanosecond values, in ms."""
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(len(values) * pct / 100))] / 1e6
+
+
+def measure_fanout(kind: str, duration: float) -> dict[str, Any]:
+    """Post timestamped messages for `duration` s while 100 stream clients measure delivery."""
+    with server(kind, "fanout") as urls, clients(urls["stream"], FANOUT_CLIENTS, duration + 60) as stream:
+        args = [sys.executable, SCRIPT, "_poster", urls["post"], str(duration), str(CONNECTIONS)]
+        res = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60, cwd=ROOT)
+        if res.returncode != 0:
+            raise BenchError(f"poster failed: {res.stderr[-1500:]}")
+        posted = json.loads(res.stdout.strip().splitlines()[-1])
+    # Count from the first send to the last delivery, so frames drained after the poster stopped
+    # are not credited to a window they did not fit in.
+    span_s = (max(posted["end_ns"], stream["last_ns"]) - posted["start_ns"]) / 1e9
+    return {"msg_per_s": stream["frames"] / FANOUT_CLIENTS / span_s, "frames": stream["frames"],
+            "posted_ok": posted["ok"], "non2xx": posted["non2xx"], "errors": posted["errors"],
+            "closed": stream["closed"], "p50_ms": percentile(stream["delays"], 50),
+            "p99_ms": percentile(stream["delays"], 99)}
+
+
+def measure(kind: str, figure: str, duration: float) -> dict[str, Any]:
+    """Measure one figure on one server; record a chimebot failure so the ceilings still print."""
+    print(f"  {figure:6} {kind:8} ...", file=sys.stderr, flush=True)
+    fn = measure_ingest if figure == "ingest" else measure_fanout
+    try:
+        return fn(kind, duration)
+    except (BenchError, subprocess.TimeoutExpired, OSError, KeyError) as exc:
+        if kind == "bare":
+            raise
+        print(f"  chimebot {figure} failed: {str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
+        return {"error": str(exc)}
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float | None:
+    """Median of one metric over the runs that produced it."""
+    vals = [r[key] for r in runs if key in r]
+    return statistics.median(vals) if vals else None
+
+
+def machine_facts() -> dict[str, Any]:
+    """Describe the machine the figures come from."""
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split(" Copyright")[0]
+    return {"nproc": os.cpu_count(), "python": sys.version.split()[0], "aiohttp": aiohttp.__version__,
+            "uvloop": HAVE_UVLOOP, "wrk": wrk.strip()}
+
+
+def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Reduce per-run results to medians and ratios."""
+    summary: dict[str, Any] = {}
+    for figure, rate in (("ingest", "rps"), ("fanout", "msg_per_s")):
+        keys = (rate, "p50_ms", "p99_ms")
+        fig = {kind: {k: median(runs, k) for k in keys} for kind, runs in raw[figure].items()}
+        c, b = fig["chimebot"][rate], fig["bare"][rate]
+        fig["ratio"] = c / b if c is not None and b else None
+        fig["target"] = TARGETS[figure]
+        fig["runs"] = raw[figure]
+        summary[figure] = fig
+    return summary
+
+
+def fmt(v: float | None, spec: str = ",.0f") -> str:
+    """Format a number, or 'error' when the chimebot side did not produce it."""
+    return "error" if v is None else format(v, spec)
+
+
+def print_table(summary: dict[str, Any], facts: dict[str, Any], duration: float, runs: int) -> None:
+    """Print the human-readable result table."""
+    ing, fan = summary["ingest"], summary["fanout"]
+    rows = [("figure", "chimebot", "ceiling", "ratio", "target")]
+    for label, fig, key in (("ingest req/s", ing, "rps"), ("fan-out msg/s", fan, "msg_per_s")):
+        ratio = fig["ratio"]
+        ok = "" if ratio is None else (" ok" if ratio >= fig["target"] else " BELOW")
+        rows.append((label, fmt(fig["chimebot"][key]), fmt(fig["bare"][key]), fmt(ratio, ".2f") + ok,
+                     f">= {fig['target']}"))
+        for p in ("p50_ms", "p99_ms"):
+            name = f"  {'latency' if fig is ing else 'delay'} {p[:3]} ms"
+            rows.append((name, fmt(fig["chimebot"][p], ".2f"), fmt(fig["bare"][p], ".2f"), "", ""))
+    print(f"\nchimebot webhooks: {runs} run(s) x {duration:g} s, {CONNECTIONS} connections, medians")
+    print(", ".join(f"{k} {v}" for k, v in facts.items()))
+    for row in rows:
+        print(f"{row[0]:<20}{row[1]:>12}{row[2]:>12}{row[3]:>12}{row[4]:>9}")
+    for i, r in enumerate(ing["runs"]["chimebot"], 1):
+        if "error" in r:
+            print(f"ingest run {i}: chimebot error: {r['error']}")
+            continue
+        extra = r["stream_frames"] - (r["requests"] - r["non2xx"])
+        closed = "; stream CLOSED early" if r["stream_closed"] else ""
+        print(f"ingest run {i}: wrk {r['requests']:,} responses ({r['non2xx']} non-2xx, {r['socket_errors']}"
+              f" socket errors); stream saw {r['stream_frames']:,} message.created ({extra:+} vs 2xx; up to"
+              f" +{CONNECTIONS} were in flight when wrk stopped){closed}")
+    for i, r in enumerate(fan["runs"]["chimebot"], 1):
+        if "error" in r:
+            print(f"fan-out run {i}: chimebot error: {r['error']}")
+            continue
+        print(f"fan-out run {i}: {r['posted_ok']:,} posted 2xx ({r['non2xx']} non-2xx, {r['errors']} errors),"
+              f" {r['frames']:,} frames to {FANOUT_CLIENTS} clients, {r['closed']} clients closed early")
+
+
+def main() -> int:
+    """Parse options, dispatch hidden subcommands, or run the benchmark."""
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        cmd, *a = sys.argv[1:]
+        if cmd == "_bare":
+            run_loop(serve_bare(a[0] == "fanout", int(a[1])))
+        elif cmd == "_clients":
+            state, delays = run_loop(stream_clients(a[0], int(a[1]), float(a[3])))
+            Path(a[2]).write_bytes(delays.tobytes())
+            print(json.dumps(state), flush=True)
+        elif cmd == "_poster":
+            run_loop(poster(a[0], float(a[1]), int(a[2])))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measurement (default 10)")
+    parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported (default 3)")
+    parser.add_argument("--quick", action="store_true", help="duration 3, runs 1")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
+    opts = parser.parse_args()
+    duration, runs = (3.0, 1) if opts.quick else (opts.duration, opts.runs)
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {f: {"chimebot": [], "bare": []} for f in TARGETS}
+    for run in range(runs):
+        print(f"run {run + 1}/{runs}", file=sys.stderr, flush=True)
+        # Alternate the order so neither side always runs on a warmer (or hotter) machine.
+        kinds = ("bare", "chimebot") if run % 2 == 0 else ("chimebot", "bare")
+        for figure in TARGETS:
+            for kind in kinds:
+                raw[figure][kind].append(measure(kind, figure, duration))
+    summary, facts = summarise(raw), machine_facts()
+    if opts.json:
+        print(json.dumps({"machine": facts, "duration": duration, "runs": runs, **summary}, indent=2))
+    else:
+        print_table(summary, facts, duration, runs)
+    return 0 if all("error" not in r for f in raw.values() for r in f["chimebot"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

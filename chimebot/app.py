@@ -1,0 +1,81 @@
+"""Build the aiohttp application: config → services → routes, with start-up and shut-down."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+
+from chimebot.clock import Clock
+from chimebot.config import Config
+from chimebot.http import SERVICES, api, hooks, pages, stream
+from chimebot.http.errors import error_middleware
+from chimebot.services import Services, build_services
+
+log = logging.getLogger("chimebot")
+
+OPENAPI = Path(__file__).parent / "http" / "openapi.json"
+# Webhook bodies have their own, smaller limit; this bounds everything else.
+MAX_REQUEST_BYTES = 256 * 1024
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Logs method, path, status and time; never the query string, where webhook tokens travel."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        """Write one line per request."""
+        self.logger.info(
+            "%s %s %s %d %.1fms", request.remote, request.method, request.path, response.status, time * 1000
+        )
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(json.loads(OPENAPI.read_text()))
+
+
+def build_app(config: Config, data_dir: Path, *, clock: Clock | None = None) -> web.Application:
+    """Create the application; the database is opened and migrated when it starts."""
+    services = build_services(config, data_dir, clock)
+    return app_for(services)
+
+
+def app_for(services: Services) -> web.Application:
+    """Create the application around services that are already built."""
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=max(MAX_REQUEST_BYTES, services.config.webhooks.max_body_bytes),
+    )
+    app[SERVICES] = services
+    app.add_routes(pages.routes)
+    app.add_routes(api.routes)
+    app.add_routes(hooks.routes)
+    app.add_routes(stream.routes)
+    app.router.add_get("/api/v1/openapi.json", _openapi)
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)
+    return app
+
+
+async def _start(app: web.Application) -> None:
+    services = app[SERVICES]
+    await services.start()
+    link = await services.accounts.bootstrap()
+    if link:
+        # Printed, not logged: the link is a credential and logs are kept and shipped.
+        print(
+            f"chimebot: created the account and the administrator {services.config.bootstrap.admin_email}.\n"
+            f"Sign in once with this link (valid {services.config.bootstrap.signin_link_ttl_minutes} minutes):\n"
+            f"  {link}",
+            flush=True,
+        )
+    if services.config.rooms:
+        owner = await services.accounts.operator()
+        await services.incoming.apply_declarations(owner, services.config.rooms)
+
+
+async def _stop(app: web.Application) -> None:
+    await app[SERVICES].close()

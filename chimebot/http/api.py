@@ -1,0 +1,180 @@
+"""REST API under ``/api/v1``: the caller is whoever owns the bearer token."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from chimebot.http import SERVICES
+from chimebot.http.parsing import current_user, field, json_object, query_int
+from chimebot.models import Webhook
+
+routes = web.RouteTableDef()
+
+
+def webhook_with_token(hook: Webhook, token: str, base_url: str) -> dict[str, object]:
+    """A webhook as shown right after creation or regeneration: the only time its token is visible."""
+    return hook.to_json(base_url) | {
+        "token": token,
+        "url": f"{base_url}/incomingwebhooks/{hook.id}?token={token}",
+    }
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    """Who the token belongs to."""
+    user = await current_user(request, request.app[SERVICES])
+    return web.json_response(user.to_json())
+
+
+@routes.get("/api/v1/tokens")
+async def list_tokens(request: web.Request) -> web.Response:
+    """The caller's API tokens (names and dates, never values)."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    return web.json_response({"tokens": await svc.accounts.tokens(user)})
+
+
+@routes.post("/api/v1/tokens")
+async def create_token(request: web.Request) -> web.Response:
+    """Create another personal API token; its value is shown once."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    name = field(await json_object(request), "name", str, default="api")
+    return web.json_response({"token": await svc.accounts.create_token(user, name)}, status=201)
+
+
+@routes.delete("/api/v1/tokens/{token_id}")
+async def revoke_token(request: web.Request) -> web.Response:
+    """Revoke one of the caller's tokens."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    await svc.accounts.revoke_token(user, request.match_info["token_id"])
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/rooms")
+async def list_rooms(request: web.Request) -> web.Response:
+    """The rooms the caller is a member of."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    return web.json_response({"rooms": [r.to_json() for r in await svc.rooms.rooms_of(user)]})
+
+
+@routes.post("/api/v1/rooms")
+async def create_room(request: web.Request) -> web.Response:
+    """Create a room; the caller becomes its administrator."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    name = field(await json_object(request), "name", str, label="a string")
+    return web.json_response((await svc.rooms.create(user, name)).to_json(), status=201)
+
+
+@routes.get("/api/v1/rooms/{room_id}")
+async def get_room(request: web.Request) -> web.Response:
+    """One room the caller is in."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    return web.json_response((await svc.rooms.get(user, request.match_info["room_id"])).to_json())
+
+
+@routes.get("/api/v1/rooms/{room_id}/members")
+async def list_members(request: web.Request) -> web.Response:
+    """A room's members."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    members = await svc.rooms.members(user, request.match_info["room_id"])
+    return web.json_response({"members": [m.to_json() for m in members]})
+
+
+@routes.post("/api/v1/rooms/{room_id}/members")
+async def add_member(request: web.Request) -> web.Response:
+    """Add a user of the account to a room (room administrators)."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    body = await json_object(request)
+    email = field(body, "email", str, label="an email address")
+    is_admin = field(body, "is_admin", bool, default=False, label="true or false")
+    member = await svc.rooms.add_member(user, request.match_info["room_id"], email, is_admin=is_admin)
+    return web.json_response(member.to_json(), status=201)
+
+
+@routes.patch("/api/v1/rooms/{room_id}/members/{user_id}")
+async def update_member(request: web.Request) -> web.Response:
+    """Make a member a room administrator or not."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    is_admin = field(await json_object(request), "is_admin", bool, label="true or false")
+    room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
+    return web.json_response((await svc.rooms.set_admin(user, room_id, user_id, is_admin)).to_json())
+
+
+@routes.delete("/api/v1/rooms/{room_id}/members/{user_id}")
+async def remove_member(request: web.Request) -> web.Response:
+    """Leave a room (your own id) or remove a member (room administrators)."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    await svc.rooms.remove_member(user, request.match_info["room_id"], request.match_info["user_id"])
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/rooms/{room_id}/messages")
+async def list_messages(request: web.Request) -> web.Response:
+    """A page of a room's history, newest first; pass ``cursor=next_cursor`` for older messages."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    limit = query_int(request, "limit", 50, minimum=1)
+    assert limit is not None
+    messages, cursor = await svc.rooms.history(
+        user, request.match_info["room_id"], limit=limit, cursor=request.query.get("cursor") or None
+    )
+    return web.json_response({"messages": messages, "next_cursor": cursor})
+
+
+@routes.post("/api/v1/rooms/{room_id}/messages")
+async def post_message(request: web.Request) -> web.Response:
+    """Post a message (Markdown by default) as the caller."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    body = await json_object(request)
+    content = field(body, "content", str, label="a string")
+    fmt = field(body, "format", str, default="markdown", label="one of text, markdown, code")
+    row = await svc.rooms.post_as_user(user, request.match_info["room_id"], content, fmt)
+    return web.json_response({"id": row["id"], "room_id": row["room_id"]}, status=201)
+
+
+@routes.get("/api/v1/rooms/{room_id}/webhooks")
+async def list_webhooks(request: web.Request) -> web.Response:
+    """A room's webhooks (room administrators)."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    hooks = await svc.incoming.list(user, request.match_info["room_id"])
+    base = svc.config.server.base_url
+    return web.json_response({"webhooks": [h.to_json(base) for h in hooks]})
+
+
+@routes.post("/api/v1/rooms/{room_id}/webhooks")
+async def create_webhook(request: web.Request) -> web.Response:
+    """Create a webhook; the answer holds its token and URL, shown only this once."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    name = field(await json_object(request), "name", str, label="a string")
+    hook, token = await svc.incoming.create(user, request.match_info["room_id"], name)
+    return web.json_response(webhook_with_token(hook, token, svc.config.server.base_url), status=201)
+
+
+@routes.post("/api/v1/webhooks/{webhook_id}/regenerate")
+async def regenerate_webhook(request: web.Request) -> web.Response:
+    """Give a webhook a new URL and token; the old URL answers 404 from now on."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    hook, token = await svc.incoming.regenerate(user, request.match_info["webhook_id"])
+    return web.json_response(webhook_with_token(hook, token, svc.config.server.base_url))
+
+
+@routes.delete("/api/v1/webhooks/{webhook_id}")
+async def delete_webhook(request: web.Request) -> web.Response:
+    """Delete a webhook."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    await svc.incoming.delete(user, request.match_info["webhook_id"])
+    return web.Response(status=204)

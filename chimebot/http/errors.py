@@ -1,0 +1,64 @@
+"""The one place where failures become HTTP answers: ``{"error": code, "message": text}``."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from chimebot.errors import DomainError, RateLimited
+from chimebot.store.writer import WriterClosed
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Render an error in the API's shape."""
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """Give aiohttp's own errors (no route, wrong method, body too large…) the API's shape."""
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    if exc.status == 404:
+        message = f"there is nothing at {request.method} {request.path}"
+    elif exc.status == 405:
+        message = f"{request.method} is not allowed here; allowed: {headers.get('Allow', 'none')}"
+    elif exc.status == 413:
+        message = "the request body is larger than this server accepts"
+    else:
+        message = exc.reason
+    code = exc.reason.lower().replace(" ", "_").replace("-", "_")
+    return error_response(exc.status, code, message, headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map domain errors, aiohttp errors and storage outages to JSON; never leak a traceback."""
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        return error_response(exc.status, exc.code, exc.message, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _http_error(request, exc)
+    except (OperationalError, DBAPIError, WriterClosed, ConnectionError) as exc:
+        log.warning("storage unavailable for %s %s: %s", request.method, request.path, type(exc).__name__)
+        return error_response(
+            503,
+            "unavailable",
+            "the database is unavailable; nothing was stored, retry shortly",
+            {"Retry-After": "1"},
+        )
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal", "an unexpected error happened; it has been logged")

@@ -1,0 +1,24 @@
+"""Incoming webhook endpoints, each in its sender's dialect (Chime today)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from chimebot.errors import TooLarge
+from chimebot.http import SERVICES
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/incomingwebhooks/{webhook_id}")
+async def chime_webhook(request: web.Request) -> web.Response:
+    """Amazon Chime's ``POST /incomingwebhooks/{id}?token=…`` with ``{"Content": …}``."""
+    svc = request.app[SERVICES]
+    limit = svc.config.webhooks.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise TooLarge(f"the body is over {limit} bytes")
+    body = await request.read()
+    if len(body) > limit:
+        raise TooLarge(f"the body is over {limit} bytes")
+    answer = await svc.incoming.post_chime(request.match_info["webhook_id"], request.query.get("token"), body)
+    return web.json_response(answer)

@@ -1,0 +1,121 @@
+"""The application's nouns as plain immutable values, and their public JSON shapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+MessageFormat = Literal["text", "markdown", "code"]
+SenderKind = Literal["user", "webhook", "bot"]
+
+
+def iso(moment: datetime) -> str:
+    """Format a UTC datetime as ISO 8601 with milliseconds and a Z, as Chime did."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person with an address in an account."""
+
+    id: str
+    account_id: str
+    email: str
+    display_name: str
+    is_admin: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The user as the API shows it."""
+        return {
+            "id": self.id,
+            "account_id": self.account_id,
+            "email": self.email,
+            "display_name": self.display_name,
+            "is_admin": self.is_admin,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """A named chat room in an account."""
+
+    id: str
+    account_id: str
+    name: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The room as the API shows it."""
+        return {"id": self.id, "name": self.name, "created_at": iso(self.created_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A user's membership of a room."""
+
+    room_id: str
+    user_id: str
+    email: str
+    display_name: str
+    is_admin: bool
+    joined_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The membership as the API shows it."""
+        return {
+            "room_id": self.room_id,
+            "user_id": self.user_id,
+            "email": self.email,
+            "display_name": self.display_name,
+            "is_admin": self.is_admin,
+            "joined_at": iso(self.joined_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who a message is from: a user, a webhook (``<name> (Webhook)``) or a bot."""
+
+    kind: SenderKind
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """An incoming webhook of a room; its token is only ever known as a hash."""
+
+    id: str
+    room_id: str
+    name: str
+    token_hash: str
+    from_config: bool
+    created_at: datetime
+
+    def to_json(self, base_url: str) -> dict[str, Any]:
+        """The webhook as the API shows it, without its token."""
+        return {
+            "id": self.id,
+            "room_id": self.room_id,
+            "name": self.name,
+            "url": f"{base_url}/incomingwebhooks/{self.id}",
+            "from_config": self.from_config,
+            "created_at": iso(self.created_at),
+        }
+
+
+def message_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A message row (store or writer) as clients see it in the API and on the stream."""
+    mentions = row["mentions"]
+    return {
+        "id": row["id"],
+        "room_id": row["room_id"],
+        "sender": {"kind": row["sender_kind"], "id": row["sender_id"], "name": row["sender_name"]},
+        "content": row["content"],
+        "format": row["format"],
+        "mentions": json.loads(mentions) if mentions else None,
+        "created_at": iso(row["created_at"]),
+    }

@@ -1,0 +1,54 @@
+"""Queries for message history and the stream's event log."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chimebot.store.schema import events, messages
+
+
+async def history(
+    conn: AsyncConnection, room_id: str, *, limit: int, before_seq: int | None
+) -> list[RowMapping]:
+    """Return up to ``limit`` messages of a room older than ``before_seq``, newest first."""
+    stmt = select(messages).where(messages.c.room_id == room_id)
+    if before_seq is not None:
+        stmt = stmt.where(messages.c.seq < before_seq)
+    stmt = stmt.order_by(messages.c.seq.desc()).limit(limit)
+    return list((await conn.execute(stmt)).mappings())
+
+
+async def last_event_id(conn: AsyncConnection) -> int:
+    """Return the id of the newest event, or 0."""
+    return (await conn.execute(select(func.coalesce(func.max(events.c.id), 0)))).scalar_one()
+
+
+async def events_since(
+    conn: AsyncConnection, since: int, room_ids: Collection[str], user_id: str, *, limit: int
+) -> list[RowMapping]:
+    """Events after ``since`` in the given rooms, or about the user, oldest first, with their messages."""
+    # The join brings message.created events their message, which is stored once, not copied.
+    cols = [
+        events.c.id.label("event_id"),
+        events.c.room_id.label("event_room_id"),
+        events.c.type,
+        events.c.user_id.label("event_user_id"),
+        events.c.payload,
+        events.c.created_at.label("event_created_at"),
+        *[c for c in messages.c if c.name != "seq"],
+    ]
+    scope = events.c.user_id == user_id
+    if room_ids:
+        scope = or_(events.c.room_id.in_(list(room_ids)), scope)
+    stmt = (
+        select(*cols)
+        .select_from(events.outerjoin(messages, messages.c.id == events.c.message_id))
+        .where(and_(events.c.id > since, scope))
+        .order_by(events.c.id)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).mappings())

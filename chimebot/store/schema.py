@@ -1,0 +1,167 @@
+"""The database schema, one for SQLite and PostgreSQL; every change here needs a migration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names so migrations can refer to them on both engines.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long-lived sequences.
+SerialId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes and normalise to UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Attach UTC to what SQLite returns naive."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("type", String(20), nullable=False, server_default="team"),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False, index=True),
+    # Stored lower-cased: addresses are compared case-insensitively everywhere.
+    Column("email", String(320), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("is_admin", Boolean(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    # SHA-256 of the token: tokens are 256-bit random, so a fast hash is enough and lookups are indexed.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+signin_links = Table(
+    "signin_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_rooms_account_name"),
+)
+
+room_members = Table(
+    "room_members",
+    metadata,
+    Column("room_id", String(36), ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("is_admin", Boolean(), nullable=False, server_default="0"),
+    Column("joined_at", UTCDateTime(), nullable=False),
+    Index("ix_room_members_user", "user_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    # seq orders history and backs the pagination cursor; id is the public identifier.
+    Column("seq", SerialId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("room_id", String(36), ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False),
+    Column("sender_kind", String(10), nullable=False),  # user | webhook | bot
+    Column("sender_id", String(36), nullable=False),
+    Column("sender_name", String(200), nullable=False),
+    Column("content", Text(), nullable=False),
+    Column("format", String(10), nullable=False),  # text | markdown | code
+    Column("mentions", Text(), nullable=True),  # JSON, absent when the message mentions nobody
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_messages_room_seq", "room_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+# The stream's log: ids only grow (AUTOINCREMENT never reuses one), so `since=<id>` resumes exactly.
+events = Table(
+    "events",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("room_id", String(36), nullable=False),
+    Column("type", String(40), nullable=False),
+    # The user a membership event is about, so a user who left still sees their own `member.left`.
+    Column("user_id", String(36), nullable=True),
+    # message.created events point at their message instead of copying its content.
+    Column("message_id", String(36), nullable=True),
+    Column("payload", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_events_room_id", "room_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("room_id", String(36), ForeignKey("rooms.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    # Declared in the config file: the next start re-applies the declaration.
+    Column("from_config", Boolean(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("room_id", "name", name="uq_webhooks_room_name"),
+)

@@ -1,0 +1,134 @@
+"""Shared fixtures: real databases (SQLite files, PostgreSQL on loopback) and the app over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from chimebot.app import app_for
+from chimebot.clock import FakeClock
+from chimebot.config import Config, parse_config
+from chimebot.models import User
+from chimebot.services import Services, build_services
+
+PG_ADMIN_URL = os.environ.get("CHIMEBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a loopback service is absent, except under CI, where its absence is a failure."""
+    if _reachable(host, port):
+        return
+    if IN_CI:
+        pytest.fail(f"{name} is not reachable on {host}:{port}, and CI=true requires it")
+    pytest.skip(f"{name} is not running on {host}:{port} (set CI=true to make this a failure)")
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    name = f"chimebot_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL; parametrize indirectly with ["sqlite", "postgresql"] to run on both engines."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_database")
+    return f"sqlite:///{tmp_path / 'chimebot.db'}"
+
+
+def make_config(db_url: str = "", **sections: dict[str, Any]) -> Config:
+    """A validated config with a database URL and any section overrides."""
+    data: dict[str, Any] = {"database": {"url": db_url}} | sections
+    return parse_config(data, source="<test>", env={})
+
+
+@dataclass
+class Harness:
+    """The running app, a real HTTP client to it, and the admin's credentials."""
+
+    client: TestClient
+    services: Services
+    clock: FakeClock
+    admin: User
+    token: str
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        """Headers that authenticate as the admin, or as the given token's owner."""
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+    async def room(self, name: str = "ops", token: str | None = None) -> str:
+        """Create a room through the API and return its id."""
+        resp = await self.client.post("/api/v1/rooms", json={"name": name}, headers=self.auth(token))
+        assert resp.status == 201, await resp.text()
+        return (await resp.json())["id"]
+
+    async def webhook(self, room_id: str, name: str = "CI") -> dict[str, Any]:
+        """Create a webhook through the API and return its JSON (id, token, url…)."""
+        resp = await self.client.post(
+            f"/api/v1/rooms/{room_id}/webhooks", json={"name": name}, headers=self.auth()
+        )
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+    async def user(self, email: str, *, admin: bool = False) -> tuple[User, str]:
+        """Create another user of the admin's account and a token for them."""
+        from datetime import UTC, datetime
+
+        from chimebot.store import accounts as q
+
+        user = User(str(uuid.uuid4()), self.admin.account_id, email.lower(), email.lower(), admin)
+        async with self.services.store.transaction() as conn:
+            await q.insert_user(conn, user, datetime.now(UTC))
+        return user, await self.services.accounts.create_token(user, "test")
+
+
+@pytest.fixture
+def app_config(request: pytest.FixtureRequest, db_url: str) -> Config:
+    """The ``app`` fixture's config; parametrize indirectly with a dict of section overrides."""
+    return make_config(db_url, **getattr(request, "param", {}))
+
+
+@pytest.fixture
+async def app(aiohttp_client: Any, app_config: Config, tmp_path: Path) -> AsyncIterator[Harness]:
+    """The app started on a loopback port with a fake clock, bootstrapped, with an admin token."""
+    clock = FakeClock()
+    services = build_services(app_config, tmp_path, clock)
+    client = await aiohttp_client(app_for(services))
+    admin = await services.accounts.operator()
+    token = await services.accounts.create_token(admin, "test")
+    yield Harness(client, services, clock, admin, token)

@@ -1,0 +1,172 @@
+"""The command-line contract, run as a user would: real processes, a real server, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+
+def chimebot(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a chimebot command to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "chimebot", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+    """Parse a `--json` command's stdout, which must be exactly one JSON document."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
+    """`chimebot serve` with no config in an empty directory; yields (base URL, cwd, its stdout so far)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chimebot", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "/signin/" in line:
+                break
+        # The link is printed while starting up; the port opens right after.
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", tmp_path, "".join(lines)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+async def test_serve_with_no_config_bootstraps_and_a_cli_webhook_reaches_a_stream_client(
+    server: tuple[str, Path, str],
+) -> None:
+    base, cwd, output = server
+    assert (cwd / "chimebot-data" / "chimebot.db").exists()
+    link = re.search(r"(http://\S+/signin/\S+)", output)
+    assert link, output
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as resp:
+            assert resp.status == 200
+        async with http.post(link.group(1), headers={"Accept": "application/json"}) as resp:
+            assert resp.status == 200
+            signed_in = await resp.json()
+        assert signed_in["user"]["email"] == "admin@localhost"
+        async with http.post(link.group(1)) as resp:
+            assert resp.status == 404  # one-time
+
+        room = as_json(chimebot("admin", "create-room", "Deployments", "--json", cwd=cwd))
+        assert set(room) == {"id", "name"} and room["name"] == "Deployments"
+        hook = as_json(chimebot("webhook", "create", "Deployments", "CI", "--json", cwd=cwd))
+        assert {"id", "token", "url", "room_id"} <= set(hook) and hook["room_id"] == room["id"]
+        token = as_json(chimebot("token", "create", "admin@localhost", "--json", cwd=cwd))["token"]
+
+        async with http.ws_connect(f"{base.replace('http', 'ws')}/api/v1/stream?token={token}") as ws:
+            assert json.loads((await ws.receive(timeout=5)).data)["type"] == "stream.ready"
+            url = f"{base}/incomingwebhooks/{hook['id']}?token={hook['token']}"
+            async with http.post(url, data='{"Content": "deployed v42"}') as resp:
+                assert resp.status == 200
+                posted = await resp.json()
+            frame = json.loads((await ws.receive(timeout=5)).data)
+        assert frame["type"] == "message.created"
+        assert frame["data"]["id"] == posted["MessageId"]
+        assert frame["data"]["sender"]["name"] == "CI (Webhook)"
+
+        listed = as_json(chimebot("webhook", "list", room["id"], "--json", cwd=cwd))
+        assert [h["id"] for h in listed] == [hook["id"]]
+        new = as_json(chimebot("webhook", "regenerate", hook["id"], "--json", cwd=cwd))
+        assert new["room_id"] == room["id"] and new["id"] != hook["id"]
+        async with http.post(url, data='{"Content": "old url"}') as resp:
+            assert resp.status == 404
+        assert chimebot("webhook", "delete", new["id"], cwd=cwd).returncode == 0
+        assert as_json(chimebot("webhook", "list", "Deployments", "--json", cwd=cwd)) == []
+
+
+def test_errors_go_to_stderr_with_a_nonzero_status(tmp_path: Path) -> None:
+    result = chimebot("webhook", "create", "no-such-room", "CI", "--json", cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "no-such-room" in result.stderr
+    result = chimebot("token", "create", "nobody@example.com", "--json", cwd=tmp_path)
+    assert result.returncode != 0 and result.stdout == "" and "nobody@example.com" in result.stderr
+
+
+def test_flags_work_before_and_after_the_command_and_data_dir_is_honoured(tmp_path: Path) -> None:
+    data = tmp_path / "elsewhere"
+    first = as_json(chimebot("--data-dir", str(data), "admin", "create-room", "A", "--json", cwd=tmp_path))
+    second = as_json(chimebot("admin", "create-room", "B", "--data-dir", str(data), "--json", cwd=tmp_path))
+    assert first["id"] != second["id"]
+    assert (data / "chimebot.db").exists() and not (tmp_path / "chimebot-data").exists()
+    again = chimebot("admin", "create-room", "A", "--data-dir", str(data), "--json", cwd=tmp_path)
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_check_config_exits_0_or_1_with_the_problems(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[server]\nport = 9000\n[webhooks]\nrate_per_second = 2\n')
+    ok = chimebot("check-config", str(good), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\nport = "eighty"\n[webhooks]\nrate_per_secnd = 2\n')
+    result = chimebot("check-config", str(bad), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{bad}: server.port: expected" in result.stderr
+    assert "rate_per_secnd: unknown key (did you mean 'rate_per_second'?)" in result.stderr
+
+
+def test_the_example_config_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "config.example.toml"
+    result = chimebot(
+        "check-config", str(example), cwd=tmp_path, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": "x" * 32}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_migrate_on_postgresql(pg_database: str, tmp_path: Path) -> None:
+    config = tmp_path / "pg.toml"
+    config.write_text(f'[database]\nurl = "{pg_database}"\n')
+    result = chimebot("migrate", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    room = as_json(chimebot("admin", "create-room", "on-pg", "--config", str(config), "--json", cwd=tmp_path))
+    assert room["name"] == "on-pg"
+    assert not (tmp_path / "chimebot-data" / "chimebot.db").exists()

@@ -1,0 +1,426 @@
+"""Tests for chimebot.config: defaults, the example file, and the wording of every kind of error."""
+
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from chimebot.config import (
+    BootstrapConfig,
+    Config,
+    ConfigError,
+    DatabaseConfig,
+    LoggingConfig,
+    RedisConfig,
+    RoomDecl,
+    ServerConfig,
+    StreamConfig,
+    WebhookDecl,
+    WebhooksConfig,
+    load_config,
+    parse_config,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+TOKEN = "s3cret-token-0123456789abcdef"  # long enough to be valid
+SECTIONS = {
+    "server": ServerConfig,
+    "database": DatabaseConfig,
+    "redis": RedisConfig,
+    "bootstrap": BootstrapConfig,
+    "webhooks": WebhooksConfig,
+    "stream": StreamConfig,
+    "logging": LoggingConfig,
+}
+
+
+@pytest.fixture
+def write(tmp_path, monkeypatch):
+    """Write text to tmp_path/config.toml and return the relative name, so messages read 'config.toml: …'."""
+    monkeypatch.chdir(tmp_path)
+
+    def _write(text: str) -> str:
+        (tmp_path / "config.toml").write_text(text, encoding="utf-8")
+        return "config.toml"
+
+    return _write
+
+
+@pytest.fixture
+def errors(write):
+    """Load the given TOML text and return the ConfigError's messages (fails if it loads)."""
+
+    def _errors(text: str, env: dict[str, str] | None = None) -> tuple[str, ...]:
+        with pytest.raises(ConfigError) as info:
+            load_config(write(text), env=env or {})
+        assert str(info.value) == "\n".join(info.value.errors)
+        return info.value.errors
+
+    return _errors
+
+
+def hook(name: str = "CI", env: str = "HOOK_TOKEN", extra: str = "") -> str:
+    """TOML for one [[rooms.webhooks]] entry."""
+    return f'[[rooms.webhooks]]\nname = "{name}"\ntoken_env = "{env}"\n{extra}\n'
+
+
+# --- defaults and the example --------------------------------------------------------------------------
+
+
+def test_no_file_gives_all_defaults():
+    config = load_config(None, env={})
+    assert config == Config(source="<defaults>")
+    assert config.server == ServerConfig(host="127.0.0.1", port=8080, public_url="")
+    assert config.server.base_url == "http://127.0.0.1:8080"
+    assert config.database.url == ""
+    assert config.database.synchronous == "normal"
+    assert config.database.pool_size == 10
+    assert config.redis.url == ""
+    assert config.bootstrap == BootstrapConfig("chimebot", "admin@localhost", 1440)
+    assert config.webhooks == WebhooksConfig(1.0, 1, 4096, 65536, 10, 50)
+    assert config.stream == StreamConfig(1000, 30.0, 10000)
+    assert config.logging.level == "info"
+    assert config.rooms == ()
+
+
+def test_empty_file_and_empty_dict_give_defaults(write):
+    assert load_config(write(""), env={}) == Config(source="config.toml")
+    assert parse_config({}, env={}) == Config(source="<defaults>")
+
+
+def test_example_file_loads_and_matches_what_it_declares():
+    config = load_config(EXAMPLE, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
+    assert config.source == str(EXAMPLE)
+    # The example documents the defaults, so every section equals its defaults.
+    for section, cls in SECTIONS.items():
+        assert getattr(config, section) == cls(), section
+    assert config.rooms == (
+        RoomDecl(name="Deployments", webhooks=(WebhookDecl("CI", "CHIMEBOT_CI_WEBHOOK_TOKEN", TOKEN),)),
+    )
+    assert config.rooms[0].webhooks[0].token == TOKEN
+    assert config.rooms[0].webhooks[0].id is None
+
+
+def test_example_file_documents_every_key():
+    raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    for section, cls in SECTIONS.items():
+        assert set(raw[section]) == {f.name for f in dataclasses.fields(cls)}, section
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for name in ("name", "webhooks", "token_env", "id"):  # room/webhook keys, `id` commented out
+        assert re.search(rf"^(# )?{name} = |^\[\[rooms\.{name}\]\]", text, re.M), name
+    assert "chimebot check-config config.example.toml" in text
+
+
+def test_env_defaults_to_os_environ(monkeypatch):
+    monkeypatch.setenv("CHIMEBOT_CI_WEBHOOK_TOKEN", TOKEN)
+    assert load_config(EXAMPLE).rooms[0].webhooks[0].token == TOKEN
+    monkeypatch.delenv("CHIMEBOT_CI_WEBHOOK_TOKEN")
+    with pytest.raises(ConfigError, match="CHIMEBOT_CI_WEBHOOK_TOKEN is not set"):
+        load_config(EXAMPLE)
+
+
+def test_values_are_read_and_normalised(write):
+    text = """
+        [server]
+        host = "::1"
+        port = 9000
+        public_url = "https://chat.example.com/"
+        [database]
+        url = "postgresql+asyncpg://chime@db/chime"
+        synchronous = "full"
+        [webhooks]
+        rate_per_second = 5
+        [logging]
+        level = "debug"
+        [[rooms]]
+        name = "Ops"
+    """
+    config = load_config(write(text + hook(extra='id = "Abc_-123"')), env={"HOOK_TOKEN": TOKEN})
+    assert config.server.public_url == "https://chat.example.com"
+    assert config.server.base_url == "https://chat.example.com"
+    assert ServerConfig(host="::1", port=9000).base_url == "http://[::1]:9000"
+    assert config.database.synchronous == "full"
+    rate = config.webhooks.rate_per_second
+    assert rate == 5.0 and isinstance(rate, float)  # an int is accepted where a number is expected
+    assert config.logging.level == "debug"
+    assert config.rooms[0].webhooks[0].id == "Abc_-123"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///data/chime.db",
+        "sqlite+aiosqlite:///data/chime.db",
+        "postgresql://u@h/d",
+        "postgresql+asyncpg://h/d",
+    ],
+)
+def test_database_urls_accepted(url):
+    assert parse_config({"database": {"url": url}}, env={}).database.url == url
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380", "unix:///run/redis.sock"])
+def test_redis_urls_accepted(url):
+    assert parse_config({"redis": {"url": url}}, env={}).redis.url == url
+
+
+# --- one message per kind of problem ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[webhooks]\nrate_per_secnd = 2",
+            "config.toml: webhooks.rate_per_secnd: unknown key (did you mean 'rate_per_second'?)",
+        ),
+        ("[webhook]\nburst = 2", "config.toml: webhook: unknown key (did you mean 'webhooks'?)"),
+        ("[server]\nxyzzy = 1", "config.toml: server.xyzzy: unknown key"),
+        ('source = "x"', "config.toml: source: unknown key"),
+        (
+            '[webhooks]\nrate_per_second = "abc"',
+            "config.toml: webhooks.rate_per_second: expected a number > 0, got 'abc'",
+        ),
+        (
+            "[webhooks]\nrate_per_second = 0",
+            "config.toml: webhooks.rate_per_second: expected a number > 0, got 0.0",
+        ),
+        (
+            "[webhooks]\nrate_per_second = nan",
+            "config.toml: webhooks.rate_per_second: expected a number > 0, got nan",
+        ),
+        (
+            "[stream]\nheartbeat_seconds = inf",
+            "config.toml: stream.heartbeat_seconds: expected a number > 0, got inf",
+        ),
+        ("[server]\nport = true", "config.toml: server.port: expected an integer from 1 to 65535, got True"),
+        ("[server]\nport = 80.0", "config.toml: server.port: expected an integer from 1 to 65535, got 80.0"),
+        (
+            "[server]\nport = 70000",
+            "config.toml: server.port: expected an integer from 1 to 65535, got 70000",
+        ),
+        ("[server]\nhost = 1", "config.toml: server.host: expected a host name or IP address, got 1"),
+        ("server = 5", "config.toml: server: expected a table, got 5"),
+        (
+            "[webhooks]\nmax_body_bytes = 1023",
+            "config.toml: webhooks.max_body_bytes: expected an integer >= 1024, got 1023",
+        ),
+        ("[stream]\nqueue_size = 0", "config.toml: stream.queue_size: expected an integer >= 1, got 0"),
+        (
+            '[logging]\nlevel = "verbose"',
+            "config.toml: logging.level: expected one of 'debug', 'info', 'warning', 'error', got 'verbose'",
+        ),
+        (
+            '[database]\nsynchronous = "FULL"',
+            "config.toml: database.synchronous: expected one of 'normal', 'full', got 'FULL'",
+        ),
+        (
+            '[server]\npublic_url = "chat.example.com"',
+            "config.toml: server.public_url: expected a URL starting with http:// or https://, or empty, "
+            "got 'chat.example.com'",
+        ),
+        (
+            '[redis]\nurl = "localhost:6379"',
+            "config.toml: redis.url: expected a URL starting with redis://, rediss:// or unix://, or empty, "
+            "got 'localhost:6379'",
+        ),
+        (
+            '[bootstrap]\nadmin_email = "a@b@c"',
+            "config.toml: bootstrap.admin_email: expected an email address like admin@example.com, "
+            "got 'a@b@c'",
+        ),
+        ("rooms = 3", "config.toml: rooms: expected an array of tables, got 3"),
+        (
+            "[[rooms]]\nwebhooks = []",
+            "config.toml: rooms[0].name: required key is missing (expected a name of 1 to 100 characters)",
+        ),
+        (
+            '[[rooms]]\nname = "  "',
+            "config.toml: rooms[0].name: expected a name of 1 to 100 characters, got '  '",
+        ),
+    ],
+)
+def test_single_error_message(errors, text, message):
+    assert errors(text) == (message,)
+
+
+def test_bad_database_url(errors):
+    (message,) = errors('[database]\nurl = "mysql://db/chime"')
+    assert message.startswith("config.toml: database.url: expected a URL starting with sqlite://")
+    assert message.endswith("got 'mysql://db/chime'")
+
+
+def test_long_values_are_shortened(errors):
+    (message,) = errors(f'[server]\npublic_url = "ftp://{"x" * 200}"')
+    got = message.split(", got ", 1)[1]
+    assert len(got) == 60 and got.startswith("'ftp://xxx") and got.endswith("...")
+
+
+def test_missing_env_var_names_key_and_variable(errors):
+    text = '[[rooms]]\nname = "Ops"\n' + hook("CI", "CI_TOKEN") + hook("Deploy", "DEPLOY_HOOK_TOKEN")
+    assert errors(text, env={"CI_TOKEN": TOKEN}) == (
+        "config.toml: rooms[0].webhooks[1].token_env: environment variable DEPLOY_HOOK_TOKEN is not set",
+    )
+    assert errors(text, env={"CI_TOKEN": TOKEN, "DEPLOY_HOOK_TOKEN": ""}) == (
+        "config.toml: rooms[0].webhooks[1].token_env: environment variable DEPLOY_HOOK_TOKEN is empty",
+    )
+
+
+def test_short_token_is_an_error_that_does_not_print_it(errors):
+    short = "hunter2secret"
+    text = '[[rooms]]\nname = "Ops"\n' + hook("CI", "CI_TOKEN")
+    messages = errors(text, env={"CI_TOKEN": short})
+    assert messages == (
+        "config.toml: rooms[0].webhooks[0].token_env: expected environment variable CI_TOKEN to hold "
+        "a token of at least 16 characters, got 13 characters",
+    )
+    assert short not in "\n".join(messages)
+
+
+def test_inline_token_is_refused_without_echoing_it(errors):
+    text = '[[rooms]]\nname = "Ops"\n' + hook("CI", "CI_TOKEN", f'token = "{TOKEN}"')
+    messages = errors(text, env={"CI_TOKEN": TOKEN})
+    assert messages == (
+        "config.toml: rooms[0].webhooks[0].token: unknown key "
+        "(secrets are not read from the file; set 'token_env')",
+    )
+    assert TOKEN not in "\n".join(messages)
+
+
+def test_bad_token_env_and_webhook_id(errors):
+    text = '[[rooms]]\nname = "Ops"\n' + hook("CI", "not a name", 'id = "has/slash"')
+    assert errors(text) == (
+        "config.toml: rooms[0].webhooks[0].token_env: expected the name of an environment variable, "
+        "like CHIMEBOT_CI_WEBHOOK_TOKEN, got 'not a name'",
+        "config.toml: rooms[0].webhooks[0].id: expected 1 to 64 of A-Z a-z 0-9 _ -, got 'has/slash'",
+    )
+
+
+def test_duplicate_room_names_ignoring_case(errors):
+    text = '[[rooms]]\nname = "Deployments"\n[[rooms]]\nname = "Ops"\n[[rooms]]\nname = "deployments"\n'
+    assert errors(text) == (
+        "config.toml: rooms[2].name: expected a value not already used by rooms[0].name (ignoring case), "
+        "got 'deployments'",
+    )
+
+
+def test_duplicate_webhook_names_in_a_room(errors):
+    text = '[[rooms]]\nname = "Ops"\n' + hook("CI") + hook("ci")
+    assert errors(text, env={"HOOK_TOKEN": TOKEN}) == (
+        "config.toml: rooms[0].webhooks[1].name: expected a value not already used by "
+        "rooms[0].webhooks[0].name (ignoring case), got 'ci'",
+    )
+
+
+def test_same_webhook_name_in_two_rooms_is_fine(write):
+    text = '[[rooms]]\nname = "A"\n' + hook("CI") + '[[rooms]]\nname = "B"\n' + hook("CI")
+    assert len(load_config(write(text), env={"HOOK_TOKEN": TOKEN}).rooms) == 2
+
+
+def test_duplicate_webhook_ids_across_rooms(errors):
+    text = (
+        '[[rooms]]\nname = "A"\n'
+        + hook("CI", extra='id = "abc"')
+        + '[[rooms]]\nname = "B"\n'
+        + hook("CD", extra='id = "abc"')
+    )
+    assert errors(text, env={"HOOK_TOKEN": TOKEN}) == (
+        "config.toml: rooms[1].webhooks[0].id: expected a value not already used by rooms[0].webhooks[0].id, "
+        "got 'abc'",
+    )
+
+
+def test_too_many_webhooks_in_a_room(errors):
+    text = "[webhooks]\nmax_per_room = 2\n" + '[[rooms]]\nname = "Ops"\n' + hook("a") + hook("b") + hook("c")
+    assert errors(text, env={"HOOK_TOKEN": TOKEN}) == (
+        "config.toml: rooms[0].webhooks: expected at most 2 (webhooks.max_per_room), got 3",
+    )
+
+
+def test_every_problem_is_reported(errors):
+    text = """
+        [server]
+        port = "80"
+        prot = 80
+        [webhooks]
+        burst = 0
+        [logging]
+        level = "loud"
+        [[rooms]]
+        name = "Ops"
+        [[rooms]]
+        name = "ops"
+        [[rooms.webhooks]]
+        name = "CI"
+        token_env = "MISSING_TOKEN"
+    """
+    assert errors(text) == (
+        "config.toml: server.port: expected an integer from 1 to 65535, got '80'",
+        "config.toml: server.prot: unknown key (did you mean 'port'?)",
+        "config.toml: webhooks.burst: expected an integer >= 1, got 0",
+        "config.toml: logging.level: expected one of 'debug', 'info', 'warning', 'error', got 'loud'",
+        "config.toml: rooms[1].webhooks[0].token_env: environment variable MISSING_TOKEN is not set",
+        "config.toml: rooms[1].name: expected a value not already used by rooms[0].name (ignoring case), "
+        "got 'ops'",
+    )
+
+
+def test_parse_config_names_its_source():
+    with pytest.raises(ConfigError) as info:
+        parse_config({"server": {"port": 0}}, env={})
+    assert info.value.errors == ("<defaults>: server.port: expected an integer from 1 to 65535, got 0",)
+    with pytest.raises(ConfigError, match=r"^/etc/chimebot\.toml: server\.port: "):
+        parse_config({"server": {"port": 0}}, source="/etc/chimebot.toml", env={})
+
+
+# --- files that cannot be read -------------------------------------------------------------------------
+
+
+def test_toml_syntax_error_names_the_file_and_position(errors):
+    (message,) = errors("[server]\nport = = 8080\n")
+    assert message.startswith("config.toml: invalid TOML: ")
+    assert "line 2" in message and "column" in message
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.errors == (f"{path}: file not found",)
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={})  # a directory cannot be read as a file
+    (message,) = info.value.errors
+    assert message.startswith(f"{tmp_path}: cannot read file: ")
+
+
+def test_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[bootstrap]\naccount_name = "café"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.toml: not valid UTF-8"):
+        load_config(path, env={})
+
+
+# --- the result is data --------------------------------------------------------------------------------
+
+
+def test_config_is_frozen():
+    config = load_config(EXAMPLE, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.server.port = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.rooms = ()  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.rooms[0].webhooks[0].token = "x"  # type: ignore[misc]
+    assert isinstance(config.rooms, tuple) and isinstance(config.rooms[0].webhooks, tuple)
+
+
+def test_repr_hides_webhook_tokens():
+    config = load_config(EXAMPLE, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
+    assert "CHIMEBOT_CI_WEBHOOK_TOKEN" in repr(config)  # the variable's name is fine to show
+    assert TOKEN not in repr(config)
+    assert TOKEN not in str(config.rooms[0].webhooks[0])

@@ -1,0 +1,164 @@
+"""The live stream over a real WebSocket: delivery, membership, resume with nothing missed or twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import Harness
+
+
+async def next_frame(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> dict[str, Any]:
+    """Receive one JSON frame."""
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return json.loads(msg.data)
+
+
+async def frames_until_ready(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Receive the catch-up frames and the `stream.ready` frame that ends them."""
+    frames = []
+    while (frame := await next_frame(ws))["type"] != "stream.ready":
+        frames.append(frame)
+    return frames, frame
+
+
+async def post(app: Harness, room_id: str, content: str, token: str | None = None) -> str:
+    """Post a message through the REST API and return its id."""
+    resp = await app.client.post(
+        f"/api/v1/rooms/{room_id}/messages", json={"content": content}, headers=app.auth(token)
+    )
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["id"]
+
+
+async def test_a_webhook_message_reaches_a_connected_client(app: Harness) -> None:
+    room_id = await app.room()
+    hook = await app.webhook(room_id, "Alerts")
+    async with app.client.ws_connect("/api/v1/stream", headers=app.auth()) as ws:
+        ready = await next_frame(ws)
+        assert ready["type"] == "stream.ready" and ready["last_id"] >= 1
+        resp = await app.client.post(
+            f"/incomingwebhooks/{hook['id']}?token={hook['token']}", json={"Content": "disk full"}
+        )
+        answer = await resp.json()
+        frame = await next_frame(ws)
+    assert frame["type"] == "message.created"
+    assert frame["id"] > ready["last_id"]
+    assert frame["room_id"] == room_id
+    assert frame["data"]["id"] == answer["MessageId"]
+    assert frame["data"]["content"] == "disk full"
+    assert frame["data"]["sender"]["name"] == "Alerts (Webhook)"
+
+
+async def test_token_in_query_works_and_bad_requests_are_refused_before_upgrade(app: Harness) -> None:
+    async with app.client.ws_connect(f"/api/v1/stream?token={app.token}") as ws:
+        assert (await next_frame(ws))["type"] == "stream.ready"
+    for path, status in [
+        ("/api/v1/stream", 401),
+        ("/api/v1/stream?token=wrong", 401),
+        (f"/api/v1/stream?token={app.token}&since=-1", 400),
+        (f"/api/v1/stream?token={app.token}&since=abc", 400),
+    ]:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await app.client.ws_connect(path)
+        assert info.value.status == status, path
+        resp = await app.client.get(path, headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+        assert (await resp.json())["error"] in ("unauthorized", "invalid")
+
+
+async def test_clients_see_only_their_rooms_and_follow_membership(app: Harness) -> None:
+    room_id = await app.room("ops")
+    secret_room = await app.room("secret")
+    bob, bob_token = await app.user("bob@example.com")
+    async with app.client.ws_connect("/api/v1/stream", headers=app.auth(bob_token)) as ws:
+        await frames_until_ready(ws)
+        await post(app, secret_room, "not for bob")
+        added = await app.client.post(
+            f"/api/v1/rooms/{room_id}/members", json={"email": "bob@example.com"}, headers=app.auth()
+        )
+        assert added.status == 201
+        joined = await next_frame(ws)
+        assert (joined["type"], joined["room_id"], joined["data"]["user_id"]) == ("member.joined", room_id, bob.id)
+        await post(app, room_id, "welcome bob")
+        assert (await next_frame(ws))["data"]["content"] == "welcome bob"
+        removed = await app.client.delete(f"/api/v1/rooms/{room_id}/members/{bob.id}", headers=app.auth())
+        assert removed.status == 204
+        left = await next_frame(ws)
+        assert (left["type"], left["data"]["user_id"]) == ("member.left", bob.id)
+        await post(app, room_id, "bob is gone")
+        await post(app, secret_room, "still secret")
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive(timeout=0.3)
+
+
+async def test_resume_from_since_delivers_what_was_missed_once_and_in_order(app: Harness) -> None:
+    room_id = await app.room()
+    async with app.client.ws_connect("/api/v1/stream", headers=app.auth()) as ws:
+        await frames_until_ready(ws)
+        await post(app, room_id, "m1")
+        last = (await next_frame(ws))["id"]
+    missed = [await post(app, room_id, f"m{i}") for i in range(2, 6)]
+    async with app.client.ws_connect(f"/api/v1/stream?since={last}", headers=app.auth()) as ws:
+        frames, ready = await frames_until_ready(ws)
+        assert [f["data"]["id"] for f in frames] == missed
+        ids = [f["id"] for f in frames]
+        assert ids == sorted(ids) and ids[0] > last and ready["last_id"] == ids[-1]
+        await post(app, room_id, "live")
+        live = await next_frame(ws)
+        assert live["data"]["content"] == "live" and live["id"] > ids[-1]
+
+
+async def test_reconnecting_while_messages_flow_misses_nothing_and_repeats_nothing(app: Harness) -> None:
+    room_id = await app.room()
+    total = 120
+    posted: list[str] = []
+
+    async def writer() -> None:
+        for i in range(total):
+            posted.append(await post(app, room_id, f"n{i}"))
+
+    task = asyncio.create_task(writer())
+    seen: list[dict[str, Any]] = []
+    since = 0
+    # Connect, read a few frames, drop the connection, resume: over and over while the writer runs.
+    while len(seen) < total:
+        async with app.client.ws_connect(f"/api/v1/stream?since={since}", headers=app.auth()) as ws:
+            for _ in range(7):
+                frame = await next_frame(ws)
+                if frame["type"] == "message.created":
+                    seen.append(frame)
+                    since = frame["id"]
+                if len(seen) == total:
+                    break
+    await task
+    assert [f["data"]["id"] for f in seen] == posted
+    ids = [f["id"] for f in seen]
+    assert ids == sorted(set(ids))
+
+
+# A tiny per-client buffer, so that a burst overflows it.
+@pytest.mark.parametrize("app_config", [{"stream": {"queue_size": 2}}], indirect=True)
+async def test_a_client_that_falls_behind_is_told_to_resume_and_loses_nothing(app: Harness) -> None:
+    room_id = await app.room()
+    async with app.client.ws_connect("/api/v1/stream", headers=app.auth()) as ws:
+        _, ready = await frames_until_ready(ws)
+        # Concurrent posts are committed as one batch, so the bus hands over more frames than fit.
+        ids = await asyncio.gather(*(post(app, room_id, f"burst {i}") for i in range(20)))
+        received = []
+        while True:
+            msg = await ws.receive(timeout=5)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            received.append(json.loads(msg.data))
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 4000)
+        assert "reconnect with since=" in msg.extra
+    since = received[-1]["id"] if received else ready["last_id"]
+    async with app.client.ws_connect(f"/api/v1/stream?since={since}", headers=app.auth()) as ws:
+        frames, _ = await frames_until_ready(ws)
+    contents = [f["data"]["id"] for f in received + frames]
+    assert sorted(contents) == sorted(ids) and len(set(contents)) == len(ids)
