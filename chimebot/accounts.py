@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from chimebot import secrets
 from chimebot.clock import Clock
 from chimebot.config import BootstrapConfig
 from chimebot.errors import Invalid, NotFound, Unauthorized
+from chimebot.ids import new_id
 from chimebot.models import User, iso
 from chimebot.store import Store
 from chimebot.store import accounts as q
@@ -29,10 +29,10 @@ class Accounts:
         async with self._store.transaction() as conn:
             if await q.count_accounts(conn):
                 return None
-            account_id = str(uuid.uuid4())
+            account_id = new_id()
             await q.insert_account(conn, account_id, self._bootstrap.account_name, now)
             email = self._bootstrap.admin_email.lower()
-            admin = User(str(uuid.uuid4()), account_id, email, email, True)
+            admin = User(new_id(), account_id, email, email, True)
             await q.insert_user(conn, admin, now)
         return await self.signin_link(admin.email)
 
@@ -82,9 +82,7 @@ class Accounts:
             raise Invalid("a token name must be 1 to 100 characters")
         token = secrets.new_token()
         async with self._store.transaction() as conn:
-            await q.insert_token(
-                conn, str(uuid.uuid4()), user.id, name, secrets.token_hash(token), self._clock.now()
-            )
+            await q.insert_token(conn, new_id(), user.id, name, secrets.token_hash(token), self._clock.now())
         return token
 
     async def tokens(self, user: User) -> list[dict[str, str]]:

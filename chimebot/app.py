@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from pathlib import Path
@@ -75,6 +76,10 @@ async def _start(app: web.Application) -> None:
     if services.config.rooms:
         owner = await services.accounts.operator()
         await services.incoming.apply_declarations(owner, services.config.rooms)
+    # Everything alive now (modules, SQLAlchemy's tables and caches) lives as long as the process;
+    # frozen, the collector stops rescanning it, which took full collections from ~60 ms to ~1 ms.
+    gc.collect()
+    gc.freeze()
 
 
 async def _stop(app: web.Application) -> None:

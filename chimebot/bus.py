@@ -1,4 +1,4 @@
-"""Fan-out of committed events to the stream clients of this node.
+"""Fan-out of committed events to the stream clients of this node, in id order.
 
 Each event is serialised to its JSON frame once; every interested subscription gets the same
 string appended to its buffer, and its own sender task writes whatever accumulated (so under load
@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from chimebot.models import iso, message_json
-from chimebot.store.writer import CommittedEvent
+from chimebot.store.log import CommittedEvent
 
 MEMBER_JOINED = "member.joined"
 MEMBER_LEFT = "member.left"
@@ -34,11 +35,40 @@ def event_frame(
     )
 
 
-def committed_frame(event: CommittedEvent) -> str:
-    """The frame of an event the writer just committed."""
-    d = event.draft
-    data = message_json(d.message) if d.message is not None else d.payload
-    return event_frame(event.id, d.type, d.room_id, d.created_at, data)
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A committed event ready for delivery: what routing needs, and its frame."""
+
+    id: int
+    room_id: str
+    type: str
+    user_id: str | None
+    frame: str
+
+    @classmethod
+    def from_committed(cls, event: CommittedEvent) -> Envelope:
+        """Wrap an event the writer of this process just committed."""
+        d = event.draft
+        data = message_json(d.message) if d.message is not None else d.payload
+        return cls(
+            event.id,
+            d.room_id,
+            d.type,
+            d.user_id,
+            event_frame(event.id, d.type, d.room_id, d.created_at, data),
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Envelope | None:
+        """Wrap an event read back from the log (see ``store.messages.events_since``); None if void."""
+        if row["type"] == MESSAGE_CREATED:
+            if row["id"] is None:  # its message is gone (the room was deleted)
+                return None
+            data: Any = message_json(row)
+        else:
+            data = json.loads(row["payload"]) if row["payload"] else None
+        frame = event_frame(row["event_id"], row["type"], row["event_room_id"], row["event_created_at"], data)
+        return cls(row["event_id"], row["event_room_id"], row["type"], row["event_user_id"], frame)
 
 
 class Subscription:
@@ -81,6 +111,7 @@ class Bus:
     def __init__(self) -> None:
         self._by_room: dict[str, set[Subscription]] = defaultdict(set)
         self._by_user: dict[str, set[Subscription]] = defaultdict(set)
+        self.high = 0  # id of the newest event delivered; the feed keeps delivery in id order
 
     def subscribe(self, user_id: str, room_ids: Iterable[str], limit: int) -> Subscription:
         """Start buffering events of these rooms (and about this user) for a client."""
@@ -100,26 +131,27 @@ class Bus:
         """Return the ids of users with a live stream subscribed to a room."""
         return {sub.user_id for sub in self._by_room.get(room_id, ())}
 
-    def publish(self, events: Sequence[CommittedEvent]) -> None:
-        """Deliver committed events, in id order, to every subscription that should see them."""
-        for event in events:
-            draft = event.draft
-            if draft.type == MEMBER_JOINED and draft.user_id:
-                for sub in self._by_user.get(draft.user_id, ()):
-                    sub.room_ids.add(draft.room_id)
-                    self._by_room[draft.room_id].add(sub)
-            targets = set(self._by_room.get(draft.room_id, ()))
-            if draft.user_id:
-                targets.update(self._by_user.get(draft.user_id, ()))
-            if not targets:
+    def deliver(self, envelopes: Iterable[Envelope]) -> None:
+        """Hand events, in id order, to every subscription that should see them; older ids are skipped."""
+        for env in envelopes:
+            if env.id <= self.high:
                 continue
-            frame = committed_frame(event)
-            for sub in targets:
-                sub.offer(event.id, frame)
-            if draft.type == MEMBER_LEFT and draft.user_id:
-                for sub in self._by_user.get(draft.user_id, ()):
-                    sub.room_ids.discard(draft.room_id)
-                    _discard(self._by_room, draft.room_id, sub)
+            self.high = env.id
+            if env.type == MEMBER_JOINED and env.user_id:
+                for sub in self._by_user.get(env.user_id, ()):
+                    sub.room_ids.add(env.room_id)
+                    self._by_room[env.room_id].add(sub)
+            room_subs = self._by_room.get(env.room_id, ())
+            user_subs = self._by_user.get(env.user_id, ()) if env.user_id else ()
+            for sub in room_subs:
+                sub.offer(env.id, env.frame)
+            for sub in user_subs:
+                if sub not in room_subs:
+                    sub.offer(env.id, env.frame)
+            if env.type == MEMBER_LEFT and env.user_id:
+                for sub in list(self._by_user.get(env.user_id, ())):
+                    sub.room_ids.discard(env.room_id)
+                    _discard(self._by_room, env.room_id, sub)
 
 
 def _discard(index: dict[str, set[Subscription]], key: str, sub: Subscription) -> None:

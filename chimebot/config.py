@@ -90,6 +90,10 @@ class RedisConfig:
     """Redis for clustering; empty means a single node with an in-process bus."""
 
     url: str = _url("redis", "rediss", "unix")
+    # Namespace of the channel and keys, so that several deployments can share one Redis.
+    prefix: str = _key(
+        "chimebot", lambda s: re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", s), "1 to 64 of A-Z a-z 0-9 _ . : -"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,8 @@ class StreamConfig:
     heartbeat_seconds: float = _key(30.0, _positive, "a number > 0")
     # Most events replayed to a client resuming after a disconnect.
     replay_limit: int = _key(10000, lambda n: n >= 1, "an integer >= 1")
+    # How often the node reads the event log for events written elsewhere (other nodes, the CLI).
+    poll_seconds: float = _key(1.0, _positive, "a number > 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from chimebot import secrets
 from chimebot.clock import Clock
 from chimebot.config import RoomDecl, WebhooksConfig
 from chimebot.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, TooLarge
+from chimebot.ids import new_id
 from chimebot.models import Sender, User, Webhook
-from chimebot.ratelimit import TokenBuckets
+from chimebot.ratelimit import RateLimiter
 from chimebot.rooms import Rooms
 from chimebot.store import Store
 from chimebot.store import webhooks as q
-from chimebot.store.writer import GuardFailed
+from chimebot.store.batches import GuardFailed
 from webhooks import chime
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class IncomingWebhooks:
     """Webhooks of rooms and the Chime-compatible way of posting through them."""
 
     def __init__(
-        self, store: Store, rooms: Rooms, clock: Clock, config: WebhooksConfig, limiter: TokenBuckets
+        self, store: Store, rooms: Rooms, clock: Clock, config: WebhooksConfig, limiter: RateLimiter
     ) -> None:
         self._store = store
         self._rooms = rooms
@@ -51,7 +51,7 @@ class IncomingWebhooks:
             raise NotFound(GONE)
         if not token or not secrets.token_matches(token, hook.token_hash):
             raise Forbidden("the token in this webhook URL is wrong", code="invalid_token")
-        wait = self._limiter.take(hook.id)
+        wait = await self._limiter.take(hook.id)
         if wait:
             # Refusals are rare enough to afford the truth: a webhook gone meanwhile is a 404, not a 429.
             fresh = await self._load(webhook_id)
@@ -107,9 +107,7 @@ class IncomingWebhooks:
             raise Invalid("a webhook name must be a string of 1 to 64 characters")
         await self._rooms.require_admin(actor, room_id)
         token = secrets.new_token()
-        hook = Webhook(
-            str(uuid.uuid4()), room_id, name.strip(), secrets.token_hash(token), False, self._clock.now()
-        )
+        hook = Webhook(new_id(), room_id, name.strip(), secrets.token_hash(token), False, self._clock.now())
         async with self._store.transaction() as conn:
             if await q.count_webhooks(conn, room_id) >= self._config.max_per_room:
                 raise Conflict(
@@ -125,9 +123,7 @@ class IncomingWebhooks:
         """Give a webhook a new URL and token; the old URL answers 404 from now on."""
         old = await self._managed(actor, webhook_id)
         token = secrets.new_token()
-        hook = Webhook(
-            str(uuid.uuid4()), old.room_id, old.name, secrets.token_hash(token), False, old.created_at
-        )
+        hook = Webhook(new_id(), old.room_id, old.name, secrets.token_hash(token), False, old.created_at)
         async with self._store.transaction() as conn:
             await q.replace_webhook(conn, old.id, hook)
         self._cache.pop(old.id, None)
@@ -163,7 +159,7 @@ class IncomingWebhooks:
                 for decl in room_decl.webhooks:
                     token_hash = secrets.token_hash(decl.token)
                     same_name = existing.get(decl.name.lower())
-                    hook_id = decl.id or (same_name.id if same_name else str(uuid.uuid4()))
+                    hook_id = decl.id or (same_name.id if same_name else new_id())
                     if same_name and same_name.id != hook_id:
                         await q.delete_webhook(conn, same_name.id)  # the declaration replaces it
                     if await q.webhook_by_id(conn, hook_id):

@@ -14,7 +14,8 @@ SenderKind = Literal["user", "webhook", "bot"]
 
 def iso(moment: datetime) -> str:
     """Format a UTC datetime as ISO 8601 with milliseconds and a Z, as Chime did."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat is implemented in C; strftime costs several times more on the hot path.
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from chimebot.clock import Clock
 
 
+class RateLimiter(Protocol):
+    """Decides whether one more request for a key is allowed now."""
+
+    async def take(self, key: str) -> float:
+        """Take a token; return 0 when allowed, else the seconds until one is free."""
+        ...
+
+
 class TokenBuckets:
-    """A token bucket per key, refilled at ``rate`` per second up to ``burst`` tokens."""
+    """A token bucket per key in this process, refilled at ``rate`` per second up to ``burst``."""
 
     def __init__(self, rate: float, burst: int, clock: Clock, *, max_keys: int = 100_000) -> None:
         self._rate = rate
@@ -15,7 +25,7 @@ class TokenBuckets:
         self._max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when last refilled)
 
-    def take(self, key: str) -> float:
+    async def take(self, key: str) -> float:
         """Take a token for ``key``; return 0 when allowed, else the seconds until one is free."""
         now = self._clock.monotonic()
         tokens, then = self._buckets.get(key, (self._burst, now))

@@ -5,22 +5,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chimebot import mentions
-from chimebot.bus import MEMBER_JOINED, MEMBER_LEFT, MESSAGE_CREATED, Bus
+from chimebot.bus import MEMBER_JOINED, MEMBER_LEFT, MESSAGE_CREATED
 from chimebot.clock import Clock
 from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
+from chimebot.ids import new_id
 from chimebot.models import Member, MessageFormat, Room, Sender, User, message_json
 from chimebot.store import Store
 from chimebot.store import accounts as qa
 from chimebot.store import messages as qm
 from chimebot.store import rooms as q
-from chimebot.store.writer import EventDraft
+from chimebot.store.batches import GuardFailed
+from chimebot.store.log import EventDraft
 
 MEMBER_UPDATED = "member.updated"
 MAX_MESSAGE_CHARS = 16_384  # what people may post through the API; webhooks have their own limit
@@ -52,16 +53,15 @@ def _check_name(name: Any) -> str:
 class Rooms:
     """Room membership rules and messages."""
 
-    def __init__(self, store: Store, bus: Bus, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
-        self._bus = bus
         self._clock = clock
 
     # -- rooms -----------------------------------------------------------------------------------
 
     async def create(self, actor: User, name: str) -> Room:
         """Create a room; its creator becomes a member and its administrator."""
-        room = Room(str(uuid.uuid4()), actor.account_id, _check_name(name), self._clock.now())
+        room = Room(new_id(), actor.account_id, _check_name(name), self._clock.now())
 
         async def change(conn: AsyncConnection) -> tuple[Room, list[EventDraft]]:
             if await q.room_by_name(conn, actor.account_id, room.name):
@@ -210,7 +210,7 @@ class Rooms:
                 )
         now = self._clock.now()
         row = {
-            "id": str(uuid.uuid4()),
+            "id": new_id(),
             "room_id": room_id,
             "sender_kind": sender.kind,
             "sender_id": sender.id,
@@ -221,7 +221,12 @@ class Rooms:
             "created_at": now,
         }
         event = EventDraft(room_id, MESSAGE_CREATED, now, message=row)
-        await self._store.writer.post_message(row, event, guard=guard)
+        try:
+            await self._store.writer.post_message(row, event, guard=guard)
+        except GuardFailed:
+            if guard is not None:
+                raise  # the caller knows what its guard meant
+            raise NotFound(f"no room with id {room_id!r}") from None
         return row
 
     async def history(

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from chimebot.accounts import Accounts
 from chimebot.bus import Bus
 from chimebot.clock import Clock, SystemClock
+from chimebot.cluster import RedisDoorbell, RedisTokenBuckets
 from chimebot.config import Config
+from chimebot.feed import Feed
 from chimebot.incoming import IncomingWebhooks
-from chimebot.ratelimit import TokenBuckets
+from chimebot.ratelimit import RateLimiter, TokenBuckets
 from chimebot.rooms import Rooms
 from chimebot.store import Store, database_url
 
@@ -23,36 +27,52 @@ class Services:
     clock: Clock
     store: Store
     bus: Bus
+    feed: Feed
     accounts: Accounts
     rooms: Rooms
     incoming: IncomingWebhooks
+    redis: aioredis.Redis | None
 
     async def start(self) -> None:
         """Migrate the database and start background work."""
         await self.store.migrate()
         await self.store.start()
+        await self.feed.start()
 
     async def close(self) -> None:
-        """Finish queued writes and release connections."""
+        """Finish queued writes (and announce them), then release connections."""
+        await self.store.writer.stop()
+        await self.feed.stop()
         await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -> Services:
-    """Create the services for a config; nothing touches the database until ``start``."""
+    """Create the services for a config; nothing touches the database or Redis until ``start``."""
     clock = clock or SystemClock()
-    db = config.database
+    db, hooks = config.database, config.webhooks
     store = Store.open(database_url(db.url, data_dir), synchronous=db.synchronous, pool_size=db.pool_size)
     bus = Bus()
-    store.writer.on_commit = bus.publish
-    rooms = Rooms(store, bus, clock)
-    hooks = config.webhooks
-    limiter = TokenBuckets(hooks.rate_per_second, hooks.burst, clock)
+    redis = aioredis.from_url(config.redis.url) if config.redis.url else None
+    limiter: RateLimiter
+    if redis is None:
+        limiter = TokenBuckets(hooks.rate_per_second, hooks.burst, clock)
+        doorbell = None
+    else:
+        limiter = RedisTokenBuckets(redis, config.redis.prefix, hooks.rate_per_second, hooks.burst, clock)
+        doorbell = RedisDoorbell(redis, config.redis.prefix)
+    feed = Feed(store, bus, poll_seconds=config.stream.poll_seconds, doorbell=doorbell)
+    store.writer.on_commit = feed.on_commit
+    rooms = Rooms(store, clock)
     return Services(
         config=config,
         clock=clock,
         store=store,
         bus=bus,
+        feed=feed,
         accounts=Accounts(store, clock, config.bootstrap, config.server.base_url),
         rooms=rooms,
         incoming=IncomingWebhooks(store, rooms, clock, hooks, limiter),
+        redis=redis,
     )

@@ -9,10 +9,10 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from chimebot.bus import Subscription, event_frame
+from chimebot.bus import Envelope, Subscription
 from chimebot.http import SERVICES
 from chimebot.http.parsing import current_user, query_int
-from chimebot.models import User, message_json
+from chimebot.models import User
 from chimebot.services import Services
 from chimebot.store import messages as qm
 
@@ -88,15 +88,9 @@ async def _catch_up(
         async with svc.store.read() as conn:
             rows = await qm.events_since(conn, last, sub.room_ids, user.id, limit=REPLAY_PAGE)
         for row in rows:
-            if row["type"] == "message.created":
-                if row["id"] is None:  # the message is gone (its room was deleted)
-                    continue
-                data = message_json(row)
-            else:
-                data = json.loads(row["payload"]) if row["payload"] else None
-            await ws.send_str(
-                event_frame(row["event_id"], row["type"], row["event_room_id"], row["event_created_at"], data)
-            )
+            env = Envelope.from_row(row)
+            if env is not None:
+                await ws.send_str(env.frame)
         if len(rows) < REPLAY_PAGE:
             return max(last, rows[-1]["event_id"] if rows else last, head)
         last = rows[-1]["event_id"]

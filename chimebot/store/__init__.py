@@ -10,15 +10,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
-from chimebot.store.writer import GroupWriter
+from chimebot.store.writer import BlockingSqlite, GroupWriter
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x63_68_69_6D_65_02  # an arbitrary constant shared by every node ("chime" 2)
 
 
 def database_url(url: str, data_dir: Path) -> str:
@@ -33,37 +35,59 @@ def database_url(url: str, data_dir: Path) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlite_engine(url: str, synchronous: str, *, immediate: bool) -> AsyncEngine:
-    """Build a SQLite engine in WAL mode; ``immediate`` makes every transaction take the write lock."""
-    # The driver's own transaction handling is turned off so that we emit BEGIN ourselves:
-    # BEGIN IMMEDIATE takes the write lock up front, so a read-then-write transaction waits
-    # for the lock (busy_timeout) instead of failing with "database is locked" on upgrade.
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+def _configure_sqlite(
+    engine: Engine, synchronous: str, *, immediate: bool, busy_ms: int = 30_000, autocheckpoint: bool = True
+) -> None:
+    """Put a SQLite engine in WAL mode; ``immediate`` makes every transaction take the write lock."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own transaction handling is turned off so that we emit BEGIN ourselves.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        if not autocheckpoint:  # the writer checkpoints from its thread instead, off the event loop
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        # BEGIN IMMEDIATE takes the write lock up front, so a read-then-write transaction waits for
+        # it (busy_timeout) instead of failing with "database is locked" when it tries to upgrade.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+
+def _sqlite_engine(url: str, synchronous: str, *, immediate: bool) -> AsyncEngine:
+    """An async (aiosqlite) engine on a SQLite file."""
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+    _configure_sqlite(engine.sync_engine, synchronous, immediate=immediate)
+    return engine
+
+
+def _blocking_sqlite_engine(url: str, synchronous: str, *, wait: int) -> Engine:
+    """A plain sqlite3 engine for the writer; ``wait`` is how many seconds it waits for the lock."""
+    engine = create_engine(
+        make_url(url).set(drivername="sqlite"),
+        connect_args={"timeout": wait, "check_same_thread": False},
+        poolclass=StaticPool,  # one connection: only the writer uses it, one batch at a time
+    )
+    _configure_sqlite(engine, synchronous, immediate=True, busy_ms=wait * 1000, autocheckpoint=wait > 0)
     return engine
 
 
 class Store:
     """The database: a write engine, a read engine (the same one on PostgreSQL) and the writer."""
 
-    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, read_engine: AsyncEngine, blocking: BlockingSqlite | None = None
+    ) -> None:
         self.engine = engine
         self.read_engine = read_engine
-        self.writer = GroupWriter(engine)
+        self.blocking = blocking
+        self.writer = GroupWriter(engine, blocking)
 
     @classmethod
     def open(cls, url: str, *, synchronous: str = "normal", pool_size: int = 10) -> Store:
@@ -72,9 +96,14 @@ class Store:
             path = make_url(url).database
             if path:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            blocking = BlockingSqlite(
+                inline=_blocking_sqlite_engine(url, synchronous, wait=0),
+                patient=_blocking_sqlite_engine(url, synchronous, wait=30),
+            )
             return cls(
                 _sqlite_engine(url, synchronous, immediate=True),
                 _sqlite_engine(url, synchronous, immediate=False),
+                blocking,
             )
         engine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
         return cls(engine, engine)
@@ -87,6 +116,8 @@ class Store:
     async def migrate(self) -> None:
         """Apply every Alembic migration that this database has not seen yet."""
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":  # nodes starting together migrate one after another
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await conn.run_sync(_upgrade)
 
     async def start(self) -> None:
@@ -97,6 +128,8 @@ class Store:
         """Finish queued writes, then release every connection."""
         await self.writer.stop()
         await self.engine.dispose()
+        if self.blocking is not None:
+            self.blocking.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
 

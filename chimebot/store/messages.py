@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,9 +28,18 @@ async def last_event_id(conn: AsyncConnection) -> int:
 
 
 async def events_since(
-    conn: AsyncConnection, since: int, room_ids: Collection[str], user_id: str, *, limit: int
+    conn: AsyncConnection,
+    since: int,
+    room_ids: Collection[str] | None,
+    user_id: str | None,
+    *,
+    limit: int,
 ) -> list[RowMapping]:
-    """Events after ``since`` in the given rooms, or about the user, oldest first, with their messages."""
+    """Events after ``since``, oldest first, with their messages joined.
+
+    With ``room_ids``/``user_id``: only events of those rooms or about that user (a stream client's
+    view); with neither: every event (the feed that serves all clients of a node).
+    """
     # The join brings message.created events their message, which is stored once, not copied.
     cols = [
         events.c.id.label("event_id"),
@@ -41,14 +50,11 @@ async def events_since(
         events.c.created_at.label("event_created_at"),
         *[c for c in messages.c if c.name != "seq"],
     ]
-    scope = events.c.user_id == user_id
-    if room_ids:
-        scope = or_(events.c.room_id.in_(list(room_ids)), scope)
-    stmt = (
-        select(*cols)
-        .select_from(events.outerjoin(messages, messages.c.id == events.c.message_id))
-        .where(and_(events.c.id > since, scope))
-        .order_by(events.c.id)
-        .limit(limit)
-    )
-    return list((await conn.execute(stmt)).mappings())
+    stmt = select(*cols).select_from(events.outerjoin(messages, messages.c.id == events.c.message_id))
+    stmt = stmt.where(events.c.id > since)
+    if user_id is not None:
+        scope = events.c.user_id == user_id
+        if room_ids:
+            scope = or_(events.c.room_id.in_(list(room_ids)), scope)
+        stmt = stmt.where(scope)
+    return list((await conn.execute(stmt.order_by(events.c.id).limit(limit))).mappings())

@@ -10,55 +10,28 @@ published in id order, which is what lets a stream client resume from `since=<id
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from chimebot.store import schema
+from chimebot.store.batches import GuardFailed, MessageOp, insert_events, lock_event_log, write_messages
+from chimebot.store.log import CommittedEvent, EventDraft
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class EventDraft:
-    """An event to record in the same transaction as the change that caused it."""
-
-    room_id: str
-    type: str
-    created_at: datetime
-    user_id: str | None = None
-    message: dict[str, Any] | None = None  # the message row, for message.created
-    payload: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CommittedEvent:
-    """An event that is durable, with the id the stream knows it by."""
-
-    id: int
-    draft: EventDraft
-
-
+T = TypeVar("T")
+CHECKPOINT_SECONDS = 1.0
 Change = Callable[[AsyncConnection], Awaitable[tuple[Any, list[EventDraft]]]]
 OnCommit = Callable[[Sequence[CommittedEvent]], None]
-
-
-class GuardFailed(Exception):
-    """The webhook a message was posted through was deleted or given a new token meanwhile."""
-
-
-@dataclass(slots=True)
-class _MessageOp:
-    row: dict[str, Any]
-    event: EventDraft
-    guard: tuple[str, str] | None  # (webhook id, token hash) that must still hold at commit
-    future: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 @dataclass(slots=True)
@@ -74,9 +47,13 @@ class WriterClosed(RuntimeError):
 class GroupWriter:
     """Runs event-producing writes in one task; consecutive message inserts share a commit."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, blocking: BlockingSqlite | None = None) -> None:
         self._engine = engine
-        self._queue: asyncio.Queue[_MessageOp | _ChangeOp | None] = asyncio.Queue()
+        self._blocking = blocking
+        self._thread: ThreadPoolExecutor | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._dirty = False  # batches committed since the last checkpoint
+        self._queue: asyncio.Queue[MessageOp | _ChangeOp | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.on_commit: OnCommit = lambda events: None
@@ -85,7 +62,11 @@ class GroupWriter:
         """Start the writer task on the running loop."""
         if self._task is None:
             self._closing = False
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="chimebot-writer")
+            loop = asyncio.get_running_loop()
+            if self._blocking is not None:
+                self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chimebot-writer")
+                self._checkpointer = loop.create_task(self._checkpoints(), name="chimebot-checkpoint")
+            self._task = loop.create_task(self._run(), name="chimebot-writer")
 
     async def stop(self) -> None:
         """Finish what is queued, then end the task."""
@@ -95,6 +76,14 @@ class GroupWriter:
         self._queue.put_nowait(None)
         await self._task
         self._task = None
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
+        if self._thread is not None:
+            self._thread.shutdown()
+            self._thread = None
 
     async def post_message(
         self, row: dict[str, Any], event: EventDraft, *, guard: tuple[str, str] | None = None
@@ -105,7 +94,7 @@ class GroupWriter:
         never accepted through a webhook that another node or process has just regenerated or
         deleted; the check costs one query per batch, not one per message.
         """
-        op = _MessageOp(row, event, guard)
+        op = MessageOp(row, event, guard)
         self._submit(op)
         return await op.future
 
@@ -115,7 +104,7 @@ class GroupWriter:
         self._submit(op)
         return await op.future
 
-    def _submit(self, op: _MessageOp | _ChangeOp) -> None:
+    def _submit(self, op: MessageOp | _ChangeOp) -> None:
         if self._closing or self._task is None:
             raise WriterClosed("the server is shutting down; try again shortly")
         self._queue.put_nowait(op)
@@ -135,37 +124,44 @@ class GroupWriter:
                     i += 1
                     continue
                 j = i
-                while j < len(ops) and isinstance(ops[j], _MessageOp):
+                while j < len(ops) and isinstance(ops[j], MessageOp):
                     j += 1
                 await self._apply_messages(ops[i:j])  # type: ignore[arg-type]
                 i = j
             if stop:
                 return
 
-    async def _apply_messages(self, ops: list[_MessageOp]) -> None:
+    async def _apply_messages(self, ops: list[MessageOp]) -> None:
         try:
-            async with self._engine.begin() as conn:
-                ops = await _check_guards(conn, ops)
-                if not ops:
-                    return
-                await conn.execute(schema.messages.insert(), [op.row for op in ops])
-                ids = await _insert_events(conn, [op.event for op in ops])
+            kept, ids = await self._run_sync(write_messages, ops)
+        except IntegrityError:
+            if len(ops) > 1:  # one bad row (its room deleted meanwhile) must not fail its neighbours
+                for op in ops:
+                    await self._apply_messages([op])
+                return
+            log.warning("message refused by the database (its room is gone?)")
+            ops[0].future.set_exception(GuardFailed(ops[0].row["room_id"]))
+            return
         except Exception as exc:  # every waiter learns of the failure; nothing was committed
             log.warning("message batch of %d failed: %s", len(ops), exc)
             for op in ops:
                 if not op.future.done():
                     op.future.set_exception(exc)
             return
-        self._publish([CommittedEvent(i, op.event) for i, op in zip(ids, ops, strict=True)])
-        for event_id, op in zip(ids, ops, strict=True):
+        for op in ops:
+            if op.guard is not None and op not in kept:
+                op.future.set_exception(GuardFailed(op.guard[0]))
+        self._publish([CommittedEvent(i, op.event) for i, op in zip(ids, kept, strict=True)])
+        for event_id, op in zip(ids, kept, strict=True):
             if not op.future.done():
                 op.future.set_result(event_id)
 
     async def _apply_change(self, op: _ChangeOp) -> None:
         try:
             async with self._engine.begin() as conn:
+                await conn.run_sync(lock_event_log)
                 result, drafts = await op.change(conn)
-                ids = await _insert_events(conn, drafts) if drafts else []
+                ids = await conn.run_sync(insert_events, drafts) if drafts else []
         except Exception as exc:  # the change's own errors (NotFound, Conflict…) reach its caller
             if not op.future.done():
                 op.future.set_exception(exc)
@@ -173,6 +169,39 @@ class GroupWriter:
         self._publish([CommittedEvent(i, d) for i, d in zip(ids, drafts, strict=True)])
         if not op.future.done():
             op.future.set_result(result)
+
+    async def _checkpoints(self) -> None:
+        """Copy the WAL back into the database file every second, in the thread.
+
+        The inline connection does not checkpoint by itself: a checkpoint copies pages and syncs
+        the file, tens of milliseconds that would stall every request if done on the loop.
+        """
+        assert self._blocking is not None
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            if not self._dirty:
+                continue
+            self._dirty = False
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._blocking.checkpoint)
+            except Exception as exc:  # a busy or failed checkpoint is retried on the next round
+                log.warning("WAL checkpoint failed: %s", exc)
+
+    async def _run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in one transaction and return its result."""
+        if self._blocking is None or self._thread is None:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
+        self._dirty = True
+        try:
+            return self._blocking.run_inline(fn, args)
+        except OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        # Another process (the CLI, a backup) holds the write lock: wait for it away from the loop.
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._blocking.run_patient, fn, args
+        )
 
     def _publish(self, events: list[CommittedEvent]) -> None:
         if not events:
@@ -183,36 +212,50 @@ class GroupWriter:
             log.exception("publishing %d committed events failed", len(events))
 
 
-async def _check_guards(conn: AsyncConnection, ops: list[_MessageOp]) -> list[_MessageOp]:
-    """Fail the ops whose webhook no longer holds; return the others."""
-    wanted = {op.guard[0] for op in ops if op.guard}
-    if not wanted:
-        return ops
-    hooks = schema.webhooks
-    stmt = select(hooks.c.id, hooks.c.token_hash).where(hooks.c.id.in_(wanted))
-    valid = {(row.id, row.token_hash) for row in await conn.execute(stmt)}
-    kept = []
-    for op in ops:
-        if op.guard is None or op.guard in valid:
-            kept.append(op)
-        else:
-            op.future.set_exception(GuardFailed(op.guard[0]))
-    return kept
+class BlockingSqlite:
+    """Plain (blocking) sqlite3 engines for message batches on SQLite.
+
+    A batch runs right in the event loop on ``inline``, which never waits for a lock: a commit
+    costs microseconds in WAL mode while every hand-off to a thread costs far more (PERFORMANCE.md),
+    and a thread also takes turns with the loop instead of working alongside it. When another
+    process holds the write lock, the batch is run on ``patient``, which waits, in a thread.
+    """
+
+    def __init__(self, inline: Engine, patient: Engine) -> None:
+        self.inline = inline
+        self.patient = patient
+        self._conn: Connection | None = None  # kept open: a checkout per batch showed in profiles
+
+    def run_inline(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """Run ``fn(connection, *args)`` in a transaction that fails at once if the file is locked."""
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            self._conn = self.inline.connect()
+        with self._conn.begin():
+            return fn(self._conn, *args)
+
+    def run_patient(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """Run ``fn(connection, *args)`` in a transaction that waits for the lock (call it in a thread)."""
+        with self.patient.begin() as conn:
+            return fn(conn, *args)
+
+    def checkpoint(self) -> None:
+        """Copy committed pages from the WAL into the database without waiting for anyone."""
+        raw = self.patient.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            raw.close()
+
+    def dispose(self) -> None:
+        """Close the connections."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.inline.dispose()
+        self.patient.dispose()
 
 
-async def _insert_events(conn: AsyncConnection, drafts: list[EventDraft]) -> list[int]:
-    """Insert event rows and return their ids in the order given."""
-    rows = [
-        {
-            "room_id": d.room_id,
-            "type": d.type,
-            "user_id": d.user_id,
-            "message_id": d.message["id"] if d.message else None,
-            "payload": json.dumps(d.payload, separators=(",", ":")) if d.payload is not None else None,
-            "created_at": d.created_at,
-        }
-        for d in drafts
-    ]
-    stmt = schema.events.insert().returning(schema.events.c.id, sort_by_parameter_order=True)
-    result = await conn.execute(stmt, rows)
-    return [row[0] for row in result]
+def _is_busy(exc: OperationalError) -> bool:
+    """Tell whether SQLite refused because another connection holds the lock."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc.orig)

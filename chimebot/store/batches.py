@@ -1,0 +1,156 @@
+"""A batch of messages in one transaction: the hot path behind every webhook post.
+
+Every statement here is SQLAlchemy Core. On SQLite the inserts are compiled once per dialect and
+run with positional rows through ``exec_driver_sql``: compiling, caching and processing binds per
+call cost several times more than SQLite's own work for a batch (PERFORMANCE.md), and they run on
+the event loop. PostgreSQL takes the ordinary Core path, which returns ids with RETURNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.engine import Connection, Dialect
+
+from chimebot.store import schema
+from chimebot.store.log import EventDraft
+
+EVENT_LOG_LOCK = 0x63_68_69_6D_65_01  # an arbitrary constant shared by every node ("chime" 1)
+
+MESSAGE_COLUMNS = (
+    "id",
+    "room_id",
+    "sender_kind",
+    "sender_id",
+    "sender_name",
+    "content",
+    "format",
+    "mentions",
+    "created_at",
+)
+EVENT_COLUMNS = ("room_id", "type", "user_id", "message_id", "payload", "created_at")
+
+
+class GuardFailed(Exception):
+    """What a message needs no longer holds: its webhook was changed or its room deleted meanwhile."""
+
+
+@dataclass(slots=True)
+class MessageOp:
+    """A message waiting for the writer, and the future its poster awaits."""
+
+    row: dict[str, Any]
+    event: EventDraft
+    guard: tuple[str, str] | None  # (webhook id, token hash) that must still hold at commit
+    future: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def lock_event_log(conn: Connection) -> None:
+    """On PostgreSQL, make event-writing transactions of all nodes commit one at a time.
+
+    Ids then become visible in order, which is what lets every node read the log without a gap
+    (SQLite's BEGIN IMMEDIATE already serialises writers).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOG_LOCK})
+
+
+def write_messages(conn: Connection, ops: list[MessageOp]) -> tuple[list[MessageOp], list[int]]:
+    """Insert the messages whose guards hold, and their events; return them and the event ids."""
+    lock_event_log(conn)
+    kept = _check_guards(conn, ops)
+    if not kept:
+        return kept, []
+    if conn.dialect.name == "sqlite":
+        return kept, _sqlite_insert(conn, kept)
+    conn.execute(schema.messages.insert(), [op.row for op in kept])
+    return kept, insert_events(conn, [op.event for op in kept])
+
+
+def insert_events(conn: Connection, drafts: list[EventDraft]) -> list[int]:
+    """Insert event rows through Core and return their ids in the order given."""
+    rows = [dict(zip(EVENT_COLUMNS, _event_values(d), strict=True)) for d in drafts]
+    stmt = schema.events.insert().returning(schema.events.c.id, sort_by_parameter_order=True)
+    return [row[0] for row in conn.execute(stmt, rows)]
+
+
+def _event_values(d: EventDraft) -> tuple[Any, ...]:
+    payload = json.dumps(d.payload, separators=(",", ":")) if d.payload is not None else None
+    return (d.room_id, d.type, d.user_id, d.message["id"] if d.message else None, payload, d.created_at)
+
+
+def _check_guards(conn: Connection, ops: list[MessageOp]) -> list[MessageOp]:
+    """Return the ops whose webhook still has the token they were accepted with."""
+    wanted = list({op.guard[0] for op in ops if op.guard})
+    if not wanted:
+        return ops
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql(_guard_sql(conn.dialect, len(wanted)), tuple(wanted))
+    else:
+        hooks = schema.webhooks
+        rows = conn.execute(select(hooks.c.id, hooks.c.token_hash).where(hooks.c.id.in_(wanted)))
+    valid = {(row[0], row[1]) for row in rows}
+    return [op for op in ops if op.guard is None or op.guard in valid]
+
+
+@functools.cache
+def _guard_sql(dialect: Dialect, count: int) -> str:
+    """The guard query for ``count`` webhook ids, compiled once per dialect and count."""
+    hooks = schema.webhooks
+    ids = [bindparam(f"id{i}") for i in range(count)]
+    return str(select(hooks.c.id, hooks.c.token_hash).where(hooks.c.id.in_(ids)).compile(dialect=dialect))
+
+
+@functools.cache
+def _insert_sql(dialect: Dialect) -> tuple[str, str]:
+    """The message and event inserts of the fast path, compiled once for a dialect."""
+    messages = schema.messages.insert().compile(dialect=dialect, column_keys=list(MESSAGE_COLUMNS))
+    events = schema.events.insert().compile(dialect=dialect, column_keys=list(EVENT_COLUMNS))
+    return str(messages), str(events)
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """A UTC timestamp in the text form SQLAlchemy's SQLite DATETIME reads back."""
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _sqlite_insert(conn: Connection, ops: list[MessageOp]) -> list[int]:
+    """Insert messages and events with two executemany calls; return the event ids."""
+    message_sql, event_sql = _insert_sql(conn.dialect)
+    messages = []
+    events = []
+    for op in ops:
+        row = op.row
+        created = _sqlite_time(row["created_at"])
+        messages.append(
+            (
+                row["id"],
+                row["room_id"],
+                row["sender_kind"],
+                row["sender_id"],
+                row["sender_name"],
+                row["content"],
+                row["format"],
+                row["mentions"],
+                created,
+            )
+        )
+        values = _event_values(op.event)
+        # A message's event is created with it, so the two share the formatted time.
+        events.append(
+            (*values[:-1], created if values[-1] is row["created_at"] else _sqlite_time(values[-1]))
+        )
+    conn.exec_driver_sql(message_sql, messages)
+    conn.exec_driver_sql(event_sql, events)
+    # The write lock is held and AUTOINCREMENT gives each row the next id, so the batch's ids are
+    # the run that ends at the last one inserted.
+    last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    return list(range(last - len(events) + 1, last + 1))
