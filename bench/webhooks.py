@@ -75,8 +75,14 @@ def bare_app(fanout: bool) -> web.Application:
         counter += 1
         if fanout:
             # Encoded once and sent as the same string to every client, like chimebot should do.
-            frame = json.dumps({"id": counter, "type": "message.created", "room_id": "bare",
-                                "data": {"id": str(counter), "content": body["Content"], "format": "text"}})
+            frame = json.dumps(
+                {
+                    "id": counter,
+                    "type": "message.created",
+                    "room_id": "bare",
+                    "data": {"id": str(counter), "content": body["Content"], "format": "text"},
+                }
+            )
             for ws in list(clients):  # copy: a client may disconnect while we await
                 with contextlib.suppress(ConnectionError):
                     await ws.send_str(frame)
@@ -273,14 +279,18 @@ def server(kind: str, figure: str) -> Iterator[dict[str, str]]:
         try:
             wait_healthy(proc, port, log)
             if kind == "bare":
-                yield {"post": f"http://127.0.0.1:{port}/incomingwebhooks/bare?token=x",
-                       "stream": f"ws://127.0.0.1:{port}/api/v1/stream?token=x"}
+                yield {
+                    "post": f"http://127.0.0.1:{port}/incomingwebhooks/bare?token=x",
+                    "stream": f"ws://127.0.0.1:{port}/api/v1/stream?token=x",
+                }
             else:
                 token = chimebot_cli(base, "token", "create", "admin@localhost", *opts)["token"]
                 chimebot_cli(base, "admin", "create-room", "bench", *opts)
                 hook = chimebot_cli(base, "webhook", "create", "bench", "bench-hook", *opts)
-                yield {"post": f"http://127.0.0.1:{port}/incomingwebhooks/{hook['id']}?token={hook['token']}",
-                       "stream": f"ws://127.0.0.1:{port}/api/v1/stream?token={token}"}
+                yield {
+                    "post": f"http://127.0.0.1:{port}/incomingwebhooks/{hook['id']}?token={hook['token']}",
+                    "stream": f"ws://127.0.0.1:{port}/api/v1/stream?token={token}",
+                }
         finally:
             stop(proc)
 
@@ -325,9 +335,14 @@ def parse_wrk(out: str) -> dict[str, Any]:
         raise BenchError(f"cannot parse wrk output:\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"rps": float(rps.group(1)), "p50_ms": latency("50"), "p99_ms": latency("99"),
-            "requests": int(reqs.group(1)), "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": sum(map(int, sock.groups())) if sock else 0}
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "requests": int(reqs.group(1)),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(map(int, sock.groups())) if sock else 0,
+    }
 
 
 def measure_ingest(kind: str, duration: float) -> dict[str, Any]:
@@ -368,10 +383,17 @@ def measure_fanout(kind: str, duration: float) -> dict[str, Any]:
     # Count from the first send to the last delivery, so frames drained after the poster stopped
     # are not credited to a window they did not fit in.
     span_s = (max(posted["end_ns"], stream["last_ns"]) - posted["start_ns"]) / 1e9
-    return {"msg_per_s": stream["frames"] / FANOUT_CLIENTS / span_s, "frames": stream["frames"],
-            "posted_ok": posted["ok"], "non2xx": posted["non2xx"], "errors": posted["errors"],
-            "closed": stream["closed"], "client_cpu": stream["cpu"],
-            "p50_ms": percentile(stream["delays"], 50), "p99_ms": percentile(stream["delays"], 99)}
+    return {
+        "msg_per_s": stream["frames"] / FANOUT_CLIENTS / span_s,
+        "frames": stream["frames"],
+        "posted_ok": posted["ok"],
+        "non2xx": posted["non2xx"],
+        "errors": posted["errors"],
+        "closed": stream["closed"],
+        "client_cpu": stream["cpu"],
+        "p50_ms": percentile(stream["delays"], 50),
+        "p99_ms": percentile(stream["delays"], 99),
+    }
 
 
 def measure(kind: str, figure: str, duration: float) -> dict[str, Any]:
@@ -396,8 +418,14 @@ def median(runs: list[dict[str, Any]], key: str) -> float | None:
 def machine_facts() -> dict[str, Any]:
     """Describe the machine the figures come from (a high load average means noisy neighbours)."""
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split(" Copyright")[0]
-    return {"nproc": os.cpu_count(), "python": sys.version.split()[0], "aiohttp": aiohttp.__version__,
-            "uvloop": HAVE_UVLOOP, "wrk": wrk.strip(), "loadavg_before": round(os.getloadavg()[0], 2)}
+    return {
+        "nproc": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "aiohttp": aiohttp.__version__,
+        "uvloop": HAVE_UVLOOP,
+        "wrk": wrk.strip(),
+        "loadavg_before": round(os.getloadavg()[0], 2),
+    }
 
 
 def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
@@ -426,8 +454,15 @@ def print_table(summary: dict[str, Any], facts: dict[str, Any], duration: float,
     for label, fig, key in (("ingest req/s", ing, "rps"), ("fan-out msg/s", fan, "msg_per_s")):
         ratio = fig["ratio"]
         ok = "" if ratio is None else (" ok" if ratio >= fig["target"] else " BELOW")
-        rows.append((label, fmt(fig["chimebot"][key]), fmt(fig["bare"][key]), fmt(ratio, ".2f") + ok,
-                     f">= {fig['target']}"))
+        rows.append(
+            (
+                label,
+                fmt(fig["chimebot"][key]),
+                fmt(fig["bare"][key]),
+                fmt(ratio, ".2f") + ok,
+                f">= {fig['target']}",
+            )
+        )
         for p in ("p50_ms", "p99_ms"):
             name = f"  {'latency' if fig is ing else 'delay'} {p[:3]} ms"
             rows.append((name, fmt(fig["chimebot"][p], ".2f"), fmt(fig["bare"][p], ".2f"), "", ""))
@@ -443,16 +478,20 @@ def print_table(summary: dict[str, Any], facts: dict[str, Any], duration: float,
         extra = r["stream_frames"] - (r["requests"] - r["non2xx"])
         ok = 0 <= extra <= CONNECTIONS + r["socket_errors"] and not r["stream_closed"]
         closed = ", stream closed early" if r["stream_closed"] else ""
-        print(f"ingest run {i}: wrk {r['requests']:,} responses ({r['non2xx']} non-2xx, {r['socket_errors']}"
-              f" socket errors); stream saw {r['stream_frames']:,} message.created ({extra:+} vs 2xx, in"
-              f" flight at wrk stop): {'match' if ok else 'MISMATCH'}{closed}")
+        print(
+            f"ingest run {i}: wrk {r['requests']:,} responses ({r['non2xx']} non-2xx, {r['socket_errors']}"
+            f" socket errors); stream saw {r['stream_frames']:,} message.created ({extra:+} vs 2xx, in"
+            f" flight at wrk stop): {'match' if ok else 'MISMATCH'}{closed}"
+        )
     for i, (r, bare) in enumerate(zip(fan["runs"]["chimebot"], fan["runs"]["bare"], strict=True), 1):
         if "error" in r:
             print(f"fan-out run {i}: chimebot error: {r['error']}")
             continue
-        print(f"fan-out run {i}: {r['posted_ok']:,} posted 2xx ({r['non2xx']} non-2xx, {r['errors']} errors),"
-              f" {r['frames']:,} frames to {FANOUT_CLIENTS} clients, {r['closed']} clients closed early;"
-              f" client process CPU {r['client_cpu']:.0%} (ceiling run: {bare['client_cpu']:.0%})")
+        print(
+            f"fan-out run {i}: {r['posted_ok']:,} posted 2xx ({r['non2xx']} non-2xx, {r['errors']} errors),"
+            f" {r['frames']:,} frames to {FANOUT_CLIENTS} clients, {r['closed']} clients closed early;"
+            f" client process CPU {r['client_cpu']:.0%} (ceiling run: {bare['client_cpu']:.0%})"
+        )
 
 
 def main() -> int:

@@ -67,9 +67,10 @@ async def _start(app: web.Application) -> None:
     link = await services.accounts.bootstrap()
     if link:
         # Printed, not logged: the link is a credential and logs are kept and shipped.
+        boot = services.config.bootstrap
         print(
-            f"chimebot: created the account and the administrator {services.config.bootstrap.admin_email}.\n"
-            f"Sign in once with this link (valid {services.config.bootstrap.signin_link_ttl_minutes} minutes):\n"
+            f"chimebot: created the account and the administrator {boot.admin_email}.\n"
+            f"Sign in once with this link (valid {boot.signin_link_ttl_minutes} minutes):\n"
             f"  {link}",
             flush=True,
         )

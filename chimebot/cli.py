@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -16,6 +15,7 @@ from chimebot import __version__
 from chimebot.config import Config, ConfigError, load_config
 from chimebot.errors import DomainError
 from chimebot.http.api import webhook_with_token
+from chimebot.logs import configure_logging
 from chimebot.services import Services, build_services
 
 Command = Callable[[Services, argparse.Namespace], Awaitable[Any]]
@@ -97,9 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(config.logging.level)
     if args.command == "serve":
         return _serve(config, args)
     handler = _COMMANDS[(args.command, getattr(args, "action", None))]
@@ -142,7 +140,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop loop when uvloop is installed (about 1.45× the requests/s here), else asyncio's."""
+    """A uvloop loop when uvloop is installed (about 1.45 times the requests/s here), else asyncio's."""
     try:
         import uvloop
     except ImportError:

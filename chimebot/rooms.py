@@ -37,7 +37,7 @@ def decode_cursor(cursor: str) -> int:
     """Read a cursor made by ``encode_cursor``."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("m") and raw[1:].isdigit():
+        if raw.startswith("m") and raw[1:].isdigit() and len(raw) <= 19:  # fits a 64-bit integer
             return int(raw[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

@@ -183,7 +183,9 @@ async def test_a_room_has_at_most_ten_webhooks(app: Harness) -> None:
     room_id = await app.room()
     for i in range(10):
         await app.webhook(room_id, f"hook {i}")
-    resp = await app.client.post(f"/api/v1/rooms/{room_id}/webhooks", json={"name": "eleventh"}, headers=app.auth())
+    resp = await app.client.post(
+        f"/api/v1/rooms/{room_id}/webhooks", json={"name": "eleventh"}, headers=app.auth()
+    )
     assert resp.status == 409
     assert (await resp.json())["error"] == "webhook_limit"
 
@@ -192,7 +194,9 @@ async def test_only_room_administrators_manage_webhooks_and_tokens_stay_hidden(a
     room_id = await app.room()
     hook = await app.webhook(room_id)
     member, token = await app.user("member@example.com")
-    await app.client.post(f"/api/v1/rooms/{room_id}/members", json={"email": member.email}, headers=app.auth())
+    await app.client.post(
+        f"/api/v1/rooms/{room_id}/members", json={"email": member.email}, headers=app.auth()
+    )
     headers = app.auth(token)
     resp = await app.client.post(f"/api/v1/rooms/{room_id}/webhooks", json={"name": "x"}, headers=headers)
     assert resp.status == 403
@@ -252,5 +256,7 @@ async def test_a_webhook_changed_by_another_node_stops_working_at_once(app: Harn
     app.clock.advance(1)
     # This node still has the old webhook cached; the commit-time check refuses it all the same.
     assert (await app.client.post(hook_url(hook), json={"Content": "stale"})).status == 404
-    assert (await app.client.post(hook_url({"id": new.id, "token": newer[1]}), json={"Content": "x"})).status == 403
+    assert (
+        await app.client.post(hook_url({"id": new.id, "token": newer[1]}), json={"Content": "x"})
+    ).status == 403
     assert [m["content"] for m in await history(app, room_id)] == ["cached now"]

@@ -143,7 +143,7 @@ def test_flags_work_before_and_after_the_command_and_data_dir_is_honoured(tmp_pa
 
 def test_check_config_exits_0_or_1_with_the_problems(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
-    good.write_text('[server]\nport = 9000\n[webhooks]\nrate_per_second = 2\n')
+    good.write_text("[server]\nport = 9000\n[webhooks]\nrate_per_second = 2\n")
     ok = chimebot("check-config", str(good), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.toml"
@@ -156,9 +156,7 @@ def test_check_config_exits_0_or_1_with_the_problems(tmp_path: Path) -> None:
 
 def test_the_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parent.parent / "config.example.toml"
-    result = chimebot(
-        "check-config", str(example), cwd=tmp_path, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": "x" * 32}
-    )
+    result = chimebot("check-config", str(example), cwd=tmp_path, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": "x" * 32})
     assert result.returncode == 0, result.stderr
 
 

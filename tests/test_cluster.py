@@ -30,9 +30,7 @@ class Node:
 
 
 @pytest.fixture
-async def cluster(
-    aiohttp_client: Any, pg_database: str, tmp_path: Path
-) -> AsyncIterator[Callable[..., Any]]:
+async def cluster(aiohttp_client: Any, pg_database: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """A factory of nodes that share one PostgreSQL database and, optionally, one Redis prefix."""
     prefix = f"chimebot-test-{uuid.uuid4().hex[:8]}"
     clock = FakeClock()
@@ -71,14 +69,17 @@ async def test_every_node_delivers_every_event_once_in_the_same_order(cluster: C
     a, b = await cluster(), await cluster()
     token, _, room_id = await setup_room(a)
     auth = {"Authorization": f"Bearer {token}"}
-    async with a.client.ws_connect("/api/v1/stream", headers=auth) as on_a, b.client.ws_connect(
-        "/api/v1/stream", headers=auth
-    ) as on_b:
+    async with (
+        a.client.ws_connect("/api/v1/stream", headers=auth) as on_a,
+        b.client.ws_connect("/api/v1/stream", headers=auth) as on_b,
+    ):
         for ws in (on_a, on_b):
             assert json.loads((await ws.receive(timeout=5)).data)["type"] == "stream.ready"
 
         async def post(node: Node, text: str) -> str:
-            resp = await node.client.post(f"/api/v1/rooms/{room_id}/messages", json={"content": text}, headers=auth)
+            resp = await node.client.post(
+                f"/api/v1/rooms/{room_id}/messages", json={"content": text}, headers=auth
+            )
             assert resp.status == 201
             return (await resp.json())["id"]
 
@@ -94,10 +95,12 @@ async def test_the_doorbell_brings_another_nodes_message_without_waiting_for_the
     cluster: Callable[..., Any],
 ) -> None:
     a, b = await cluster(poll_seconds=60), await cluster(poll_seconds=60)
-    token, hook, room_id = await setup_room(a)
+    token, hook, _ = await setup_room(a)
     async with b.client.ws_connect(f"/api/v1/stream?token={token}") as ws:
         await ws.receive(timeout=5)
-        resp = await a.client.post(f"/incomingwebhooks/{hook['id']}?token={hook['token']}", json={"Content": "hi"})
+        resp = await a.client.post(
+            f"/incomingwebhooks/{hook['id']}?token={hook['token']}", json={"Content": "hi"}
+        )
         assert resp.status == 200
         [frame] = await read_messages(ws, 1)  # well before the 60 s poll
     assert frame["data"]["id"] == (await resp.json())["MessageId"]
@@ -108,7 +111,9 @@ async def test_without_redis_the_poll_finds_what_other_nodes_wrote(cluster: Call
     token, hook, _ = await setup_room(a)
     async with b.client.ws_connect(f"/api/v1/stream?token={token}") as ws:
         await ws.receive(timeout=5)
-        resp = await a.client.post(f"/incomingwebhooks/{hook['id']}?token={hook['token']}", json={"Content": "hi"})
+        resp = await a.client.post(
+            f"/incomingwebhooks/{hook['id']}?token={hook['token']}", json={"Content": "hi"}
+        )
         [frame] = await read_messages(ws, 1)
     assert frame["data"]["id"] == (await resp.json())["MessageId"]
 

@@ -809,6 +809,11 @@ SEEDS = [
     seed("GET", "/api/v1/stream", "since=" + "1" * 4301),
     seed("POST", "/api/v1/rooms", "", b"not gzip", ("Content-Encoding", "gzip")),
     seed("POST", HOOK, "token={webhook_token}", b"not gzip", ("Content-Encoding", "gzip")),
+    # NUL and over-long ids reach PostgreSQL, which refuses NUL in text; they must be a 4xx, not a 503.
+    seed("GET", "/api/v1/rooms/%00x/messages"),
+    seed("POST", "/incomingwebhooks/a%00b", "token=x", b'{"Content": "x"}'),
+    seed("POST", "/api/v1/rooms", "", b'{"name": "a\\u0000b"}'),
+    seed("DELETE", "/api/v1/tokens/" + "x" * 300),
 ]
 
 
@@ -819,6 +824,7 @@ def with_seeds(test: Callable[..., None]) -> Callable[..., None]:
     return test
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 async def test_no_request_gets_a_server_error(fuzz: Fuzz) -> None:
     loop = asyncio.get_running_loop()
 

@@ -352,7 +352,9 @@ async def test_a_bad_row_in_a_message_batch_fails_only_its_own_waiter(services: 
         message("no-such-room", "bad", now),
         message(room.id, "good 2", now),
     ]
-    results = await asyncio.gather(*(writer.post_message(row, ev) for row, ev in mixed), return_exceptions=True)
+    results = await asyncio.gather(
+        *(writer.post_message(row, ev) for row, ev in mixed), return_exceptions=True
+    )
     assert isinstance(results[0], int) and isinstance(results[2], int), results
     assert isinstance(results[1], GuardFailed), results
     assert results[0] < results[2]

@@ -12,14 +12,16 @@ import pytest
 from tests.conftest import Harness
 
 
-async def next_frame(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5) -> dict[str, Any]:
-    """Receive one JSON frame."""
-    msg = await ws.receive(timeout=timeout)
+async def next_frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    """Receive one JSON frame (waiting at most 5 s)."""
+    msg = await ws.receive(timeout=5)
     assert msg.type == aiohttp.WSMsgType.TEXT, msg
     return json.loads(msg.data)
 
 
-async def frames_until_ready(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+async def frames_until_ready(
+    ws: aiohttp.ClientWebSocketResponse,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Receive the catch-up frames and the `stream.ready` frame that ends them."""
     frames = []
     while (frame := await next_frame(ws))["type"] != "stream.ready":
@@ -83,7 +85,11 @@ async def test_clients_see_only_their_rooms_and_follow_membership(app: Harness) 
         )
         assert added.status == 201
         joined = await next_frame(ws)
-        assert (joined["type"], joined["room_id"], joined["data"]["user_id"]) == ("member.joined", room_id, bob.id)
+        assert (joined["type"], joined["room_id"], joined["data"]["user_id"]) == (
+            "member.joined",
+            room_id,
+            bob.id,
+        )
         await post(app, room_id, "welcome bob")
         assert (await next_frame(ws))["data"]["content"] == "welcome bob"
         removed = await app.client.delete(f"/api/v1/rooms/{room_id}/members/{bob.id}", headers=app.auth())

@@ -47,6 +47,10 @@ def parse_body(body: bytes, *, max_chars: int = MAX_CONTENT_CHARS) -> ChimeMessa
     content = data["Content"]
     if not isinstance(content, str):
         raise ChimeBodyError(400, "invalid_content", '"Content" must be a string')
+    if "\x00" in content or not _encodable(content):
+        raise ChimeBodyError(
+            400, "invalid_content", '"Content" holds a NUL or an unpaired surrogate (\\ud800)'
+        )
     fmt: Format = "text"
     for prefix, kind in _PREFIXES:
         if content.startswith(prefix):
@@ -59,6 +63,15 @@ def parse_body(body: bytes, *, max_chars: int = MAX_CONTENT_CHARS) -> ChimeMessa
             413, "content_too_long", f'"Content" has {len(content)} characters; the limit is {max_chars}'
         )
     return ChimeMessage(content, fmt)
+
+
+def _encodable(text: str) -> bool:
+    """Tell whether text can be stored as UTF-8 (JSON escapes allow lone surrogates, which cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def success_body(message_id: str, room_id: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from chimebot.http import SERVICES
-from chimebot.http.parsing import current_user, field, json_object, query_int
+from chimebot.http.parsing import current_user, field, json_object, path_id, query_int
 from chimebot.models import Webhook
 
 routes = web.RouteTableDef()
@@ -48,7 +48,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     """Revoke one of the caller's tokens."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    await svc.accounts.revoke_token(user, request.match_info["token_id"])
+    await svc.accounts.revoke_token(user, path_id(request, "token_id"))
     return web.Response(status=204)
 
 
@@ -74,7 +74,7 @@ async def get_room(request: web.Request) -> web.Response:
     """One room the caller is in."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    return web.json_response((await svc.rooms.get(user, request.match_info["room_id"])).to_json())
+    return web.json_response((await svc.rooms.get(user, path_id(request, "room_id"))).to_json())
 
 
 @routes.get("/api/v1/rooms/{room_id}/members")
@@ -82,7 +82,7 @@ async def list_members(request: web.Request) -> web.Response:
     """A room's members."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    members = await svc.rooms.members(user, request.match_info["room_id"])
+    members = await svc.rooms.members(user, path_id(request, "room_id"))
     return web.json_response({"members": [m.to_json() for m in members]})
 
 
@@ -94,7 +94,7 @@ async def add_member(request: web.Request) -> web.Response:
     body = await json_object(request)
     email = field(body, "email", str, label="an email address")
     is_admin = field(body, "is_admin", bool, default=False, label="true or false")
-    member = await svc.rooms.add_member(user, request.match_info["room_id"], email, is_admin=is_admin)
+    member = await svc.rooms.add_member(user, path_id(request, "room_id"), email, is_admin=is_admin)
     return web.json_response(member.to_json(), status=201)
 
 
@@ -104,7 +104,7 @@ async def update_member(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
     is_admin = field(await json_object(request), "is_admin", bool, label="true or false")
-    room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
+    room_id, user_id = path_id(request, "room_id"), path_id(request, "user_id")
     return web.json_response((await svc.rooms.set_admin(user, room_id, user_id, is_admin)).to_json())
 
 
@@ -113,7 +113,7 @@ async def remove_member(request: web.Request) -> web.Response:
     """Leave a room (your own id) or remove a member (room administrators)."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    await svc.rooms.remove_member(user, request.match_info["room_id"], request.match_info["user_id"])
+    await svc.rooms.remove_member(user, path_id(request, "room_id"), path_id(request, "user_id"))
     return web.Response(status=204)
 
 
@@ -125,7 +125,7 @@ async def list_messages(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, minimum=1)
     assert limit is not None
     messages, cursor = await svc.rooms.history(
-        user, request.match_info["room_id"], limit=limit, cursor=request.query.get("cursor") or None
+        user, path_id(request, "room_id"), limit=limit, cursor=request.query.get("cursor") or None
     )
     return web.json_response({"messages": messages, "next_cursor": cursor})
 
@@ -138,7 +138,7 @@ async def post_message(request: web.Request) -> web.Response:
     body = await json_object(request)
     content = field(body, "content", str, label="a string")
     fmt = field(body, "format", str, default="markdown", label="one of text, markdown, code")
-    row = await svc.rooms.post_as_user(user, request.match_info["room_id"], content, fmt)
+    row = await svc.rooms.post_as_user(user, path_id(request, "room_id"), content, fmt)
     return web.json_response({"id": row["id"], "room_id": row["room_id"]}, status=201)
 
 
@@ -147,7 +147,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     """A room's webhooks (room administrators)."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    hooks = await svc.incoming.list(user, request.match_info["room_id"])
+    hooks = await svc.incoming.list(user, path_id(request, "room_id"))
     base = svc.config.server.base_url
     return web.json_response({"webhooks": [h.to_json(base) for h in hooks]})
 
@@ -158,7 +158,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
     name = field(await json_object(request), "name", str, label="a string")
-    hook, token = await svc.incoming.create(user, request.match_info["room_id"], name)
+    hook, token = await svc.incoming.create(user, path_id(request, "room_id"), name)
     return web.json_response(webhook_with_token(hook, token, svc.config.server.base_url), status=201)
 
 
@@ -167,7 +167,7 @@ async def regenerate_webhook(request: web.Request) -> web.Response:
     """Give a webhook a new URL and token; the old URL answers 404 from now on."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    hook, token = await svc.incoming.regenerate(user, request.match_info["webhook_id"])
+    hook, token = await svc.incoming.regenerate(user, path_id(request, "webhook_id"))
     return web.json_response(webhook_with_token(hook, token, svc.config.server.base_url))
 
 
@@ -176,5 +176,5 @@ async def delete_webhook(request: web.Request) -> web.Response:
     """Delete a webhook."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    await svc.incoming.delete(user, request.match_info["webhook_id"])
+    await svc.incoming.delete(user, path_id(request, "webhook_id"))
     return web.Response(status=204)

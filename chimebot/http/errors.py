@@ -6,8 +6,10 @@ import logging
 import math
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import DBAPIError, OperationalError
+from aiohttp.web_protocol import RequestPayloadError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 
 from chimebot.errors import DomainError, RateLimited
 from chimebot.store.writer import WriterClosed
@@ -47,11 +49,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return error_response(exc.status, exc.code, exc.message, headers)
+    except (
+        RequestPayloadError,
+        BadHttpMessage,
+    ) as exc:  # a body that does not decode (a bad Content-Encoding, a cut stream)
+        return error_response(400, "invalid_body", f"the request body could not be read: {exc}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return _http_error(request, exc)
-    except (OperationalError, DBAPIError, WriterClosed, ConnectionError) as exc:
+    except DataError as exc:  # a value the database would not take; validation should have caught it
+        log.warning(
+            "database refused a value in %s %s: %s", request.method, request.path, type(exc.orig).__name__
+        )
+        return error_response(400, "invalid", "a value in this request cannot be stored; nothing was changed")
+    except (OperationalError, InterfaceError, WriterClosed, ConnectionError) as exc:
         log.warning("storage unavailable for %s %s: %s", request.method, request.path, type(exc).__name__)
         return error_response(
             503,

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from chimebot.errors import TooLarge
 from chimebot.http import SERVICES
+from chimebot.http.parsing import path_id
 
 routes = web.RouteTableDef()
 
@@ -20,5 +21,5 @@ async def chime_webhook(request: web.Request) -> web.Response:
     body = await request.read()
     if len(body) > limit:
         raise TooLarge(f"the body is over {limit} bytes")
-    answer = await svc.incoming.post_chime(request.match_info["webhook_id"], request.query.get("token"), body)
+    answer = await svc.incoming.post_chime(path_id(request, "webhook_id"), request.query.get("token"), body)
     return web.json_response(answer)

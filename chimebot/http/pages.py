@@ -9,13 +9,15 @@ from sqlalchemy import text
 
 from chimebot import __version__
 from chimebot.http import SERVICES
+from chimebot.http.parsing import path_id
 
 routes = web.RouteTableDef()
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title} · chimebot</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}
-code{{background:#eee;padding:.1rem .3rem;word-break:break-all}}button{{font-size:1rem;padding:.4rem 1rem}}</style>
+code{{background:#eee;padding:.1rem .3rem;word-break:break-all}}
+button{{font-size:1rem;padding:.4rem 1rem}}</style>
 </head><body><h1>{title}</h1>{body}</body></html>"""
 
 
@@ -52,7 +54,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def signin_form(request: web.Request) -> web.Response:
     """Show a button that uses the link; a GET never uses it, so link previews cannot burn it."""
     svc = request.app[SERVICES]
-    if not await svc.accounts.signin_link_usable(request.match_info["token"]):
+    if not await svc.accounts.signin_link_usable(path_id(request, "token")):
         return _page(
             "Sign-in link not usable",
             "<p>This link is unknown, already used or expired. "
@@ -70,14 +72,15 @@ async def signin_form(request: web.Request) -> web.Response:
 async def signin(request: web.Request) -> web.Response:
     """Use a sign-in link once and show the personal API token it creates (JSON if asked for)."""
     svc = request.app[SERVICES]
-    user, token = await svc.accounts.redeem_signin_link(request.match_info["token"])
+    user, token = await svc.accounts.redeem_signin_link(path_id(request, "token"))
     if "application/json" in request.headers.get("Accept", ""):
         return web.json_response(
             {"user": user.to_json(), "token": token}, headers={"Cache-Control": "no-store"}
         )
     return _page(
         f"Signed in as {user.email}",
-        f"<p>Your personal API token (shown once; keep it secret):</p><p><code>{html.escape(token)}</code></p>"
+        "<p>Your personal API token (shown once; keep it secret):</p>"
+        f"<p><code>{html.escape(token)}</code></p>"
         "<p>Use it as <code>Authorization: Bearer &lt;token&gt;</code> with the REST API, or as "
         "<code>?token=</code> when opening <code>/api/v1/stream</code>.</p>",
     )

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
 
-from chimebot.errors import Invalid
+from chimebot.errors import Invalid, NotFound
 from chimebot.models import User
 from chimebot.services import Services
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def path_id(request: web.Request, name: str) -> str:
+    """Return an id from the path; anything that cannot be an id cannot name anything (404)."""
+    value = request.match_info[name]
+    if not _ID.fullmatch(value):
+        raise NotFound(f"there is nothing with the {name.replace('_', ' ')} {value[:80]!r}")
+    return value
 
 
 def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | None:
@@ -43,7 +54,8 @@ def query_int(request: web.Request, name: str, default: int | None, *, minimum: 
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.isdigit() or int(raw) < minimum or len(raw) > 18:
+    # The length is checked first: int() of a very long string is slow, and refused past 4300 digits.
+    if len(raw) > 18 or not raw.isascii() or not raw.isdigit() or int(raw) < minimum:
         raise Invalid(f"`{name}` must be a whole number of at least {minimum}")
     return int(raw)
 
@@ -57,4 +69,18 @@ def field(data: dict[str, Any], name: str, kind: type, *, default: Any = ..., la
     value = data[name]
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise Invalid(f"`{name}` must be {label or kind.__name__}")
+    if isinstance(value, str):
+        check_text(value, name)
     return value
+
+
+def check_text(value: str, name: str) -> None:
+    """Refuse text a database cannot store: lone surrogates (``"\\ud800"`` is valid JSON) and NUL."""
+    if "\x00" in value:
+        raise Invalid(f"`{name}` contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid(
+            f"`{name}` contains an unpaired surrogate (\\ud800-\\udfff); send valid UTF-16 pairs"
+        ) from None
