@@ -25,11 +25,11 @@ MESSAGE_CREATED = "message.created"
 
 
 def event_frame(
-    event_id: int, event_type: str, room_id: str, created_at: Any, data: Mapping[str, Any] | None
+    event_id: int, event_type: str, room_id: str, created_at: str, data: Mapping[str, Any] | None
 ) -> str:
-    """Serialise one stream event; the same text goes to every client."""
+    """Serialise one stream event (``created_at`` already in ISO 8601); the same text goes to every client."""
     return json.dumps(
-        {"id": event_id, "type": event_type, "room_id": room_id, "created_at": iso(created_at), "data": data},
+        {"id": event_id, "type": event_type, "room_id": room_id, "created_at": created_at, "data": data},
         separators=(",", ":"),
         ensure_ascii=False,
     )
@@ -49,13 +49,13 @@ class Envelope:
     def from_committed(cls, event: CommittedEvent) -> Envelope:
         """Wrap an event the writer of this process just committed."""
         d = event.draft
-        data = message_json(d.message) if d.message is not None else d.payload
+        if d.message is not None:  # a message's event carries the message's own time
+            data: Any = message_json(d.message)
+            created = data["created_at"]
+        else:
+            data, created = d.payload, iso(d.created_at)
         return cls(
-            event.id,
-            d.room_id,
-            d.type,
-            d.user_id,
-            event_frame(event.id, d.type, d.room_id, d.created_at, data),
+            event.id, d.room_id, d.type, d.user_id, event_frame(event.id, d.type, d.room_id, created, data)
         )
 
     @classmethod
@@ -67,7 +67,8 @@ class Envelope:
             data: Any = message_json(row)
         else:
             data = json.loads(row["payload"]) if row["payload"] else None
-        frame = event_frame(row["event_id"], row["type"], row["event_room_id"], row["event_created_at"], data)
+        created = iso(row["event_created_at"])
+        frame = event_frame(row["event_id"], row["type"], row["event_room_id"], created, data)
         return cls(row["event_id"], row["event_room_id"], row["type"], row["event_user_id"], frame)
 
 

@@ -28,6 +28,9 @@ class Mentions:
         return {"all": self.all, "present": self.present, "user_ids": list(self.user_ids)}
 
 
+NOBODY = Mentions()
+
+
 def mention_tokens(text: str) -> list[str]:
     """Return the raw names after each ``@`` that could be a mention, lower-cased."""
     return [m.group(1).rstrip(".").lower() for m in _MENTION.finditer(text)] if "@" in text else []

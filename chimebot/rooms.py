@@ -195,7 +195,7 @@ class Rooms:
         ``guard`` (webhook id, token hash) must still hold when the message is committed.
         """
         tokens = mentions.mention_tokens(content)
-        found = mentions.Mentions()
+        found = mentions.NOBODY
         if tokens:
             async with self._store.read() as conn:
                 members = await q.members(conn, room_id)

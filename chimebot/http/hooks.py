@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from chimebot.errors import TooLarge
@@ -22,4 +24,4 @@ async def chime_webhook(request: web.Request) -> web.Response:
     if len(body) > limit:
         raise TooLarge(f"the body is over {limit} bytes")
     answer = await svc.incoming.post_chime(path_id(request, "webhook_id"), request.query.get("token"), body)
-    return web.json_response(answer)
+    return web.Response(body=json.dumps(answer).encode(), content_type="application/json")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from dataclasses import dataclass, field
+import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +49,7 @@ class MessageOp:
     row: dict[str, Any]
     event: EventDraft
     guard: tuple[str, str] | None  # (webhook id, token hash) that must still hold at commit
-    future: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[int]
 
 
 def lock_event_log(conn: Connection) -> None:
@@ -91,7 +92,7 @@ def _check_guards(conn: Connection, ops: list[MessageOp]) -> list[MessageOp]:
     if not wanted:
         return ops
     if conn.dialect.name == "sqlite":
-        rows = conn.exec_driver_sql(_guard_sql(conn.dialect, len(wanted)), tuple(wanted))
+        rows = _driver(conn).execute(_guard_sql(conn.dialect, len(wanted)), wanted)
     else:
         hooks = schema.webhooks
         rows = conn.execute(select(hooks.c.id, hooks.c.token_hash).where(hooks.c.id.in_(wanted)))
@@ -148,9 +149,19 @@ def _sqlite_insert(conn: Connection, ops: list[MessageOp]) -> list[int]:
         events.append(
             (*values[:-1], created if values[-1] is row["created_at"] else _sqlite_time(values[-1]))
         )
-    conn.exec_driver_sql(message_sql, messages)
-    conn.exec_driver_sql(event_sql, events)
+    driver = _driver(conn)
+    driver.executemany(message_sql, messages)
+    driver.executemany(event_sql, events)
     # The write lock is held and AUTOINCREMENT gives each row the next id, so the batch's ids are
     # the run that ends at the last one inserted.
-    last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    (last,) = driver.execute("SELECT last_insert_rowid()").fetchone()
     return list(range(last - len(events) + 1, last + 1))
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under ``conn``, inside the transaction SQLAlchemy began.
+
+    Its ``execute``/``executemany`` skip the per-call work of ``Connection.exec_driver_sql``; errors
+    arrive as sqlite3's own exceptions (the writer handles both kinds).
+    """
+    return conn.connection.dbapi_connection  # type: ignore[return-value]

@@ -53,7 +53,9 @@ class GroupWriter:
         self._thread: ThreadPoolExecutor | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self._dirty = False  # batches committed since the last checkpoint
-        self._queue: asyncio.Queue[MessageOp | _ChangeOp | None] = asyncio.Queue()
+        # A list and an event rather than an asyncio.Queue: the writer takes everything at once anyway.
+        self._pending: list[MessageOp | _ChangeOp | None] = []
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.on_commit: OnCommit = lambda events: None
@@ -73,7 +75,8 @@ class GroupWriter:
         if self._task is None:
             return
         self._closing = True
-        self._queue.put_nowait(None)
+        self._pending.append(None)
+        self._wake.set()
         await self._task
         self._task = None
         if self._checkpointer is not None:
@@ -94,7 +97,7 @@ class GroupWriter:
         never accepted through a webhook that another node or process has just regenerated or
         deleted; the check costs one query per batch, not one per message.
         """
-        op = MessageOp(row, event, guard)
+        op = MessageOp(row, event, guard, asyncio.get_running_loop().create_future())
         self._submit(op)
         return await op.future
 
@@ -107,13 +110,14 @@ class GroupWriter:
     def _submit(self, op: MessageOp | _ChangeOp) -> None:
         if self._closing or self._task is None:
             raise WriterClosed("the server is shutting down; try again shortly")
-        self._queue.put_nowait(op)
+        self._pending.append(op)
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
             stop = None in batch
             ops = [op for op in batch if op is not None]
             i = 0
@@ -134,7 +138,7 @@ class GroupWriter:
     async def _apply_messages(self, ops: list[MessageOp]) -> None:
         try:
             kept, ids = await self._run_sync(write_messages, ops)
-        except IntegrityError:
+        except (IntegrityError, sqlite3.IntegrityError):
             if len(ops) > 1:  # one bad row (its room deleted meanwhile) must not fail its neighbours
                 for op in ops:
                     await self._apply_messages([op])
@@ -195,7 +199,7 @@ class GroupWriter:
         self._dirty = True
         try:
             return self._blocking.run_inline(fn, args)
-        except OperationalError as exc:
+        except (OperationalError, sqlite3.OperationalError) as exc:
             if not _is_busy(exc):
                 raise
         # Another process (the CLI, a backup) holds the write lock: wait for it away from the loop.
@@ -255,7 +259,8 @@ class BlockingSqlite:
         self.patient.dispose()
 
 
-def _is_busy(exc: OperationalError) -> bool:
+def _is_busy(exc: Exception) -> bool:
     """Tell whether SQLite refused because another connection holds the lock."""
-    code = getattr(exc.orig, "sqlite_errorcode", None)
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc.orig)
+    error = exc.orig if isinstance(exc, OperationalError) else exc
+    code = getattr(error, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(error)
