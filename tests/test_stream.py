@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from chimebot.models import Sender
 from tests.conftest import Harness
 
 
@@ -153,8 +154,13 @@ async def test_a_client_that_falls_behind_is_told_to_resume_and_loses_nothing(ap
     room_id = await app.room()
     async with app.client.ws_connect("/api/v1/stream", headers=app.auth()) as ws:
         _, ready = await frames_until_ready(ws)
-        # Concurrent posts are committed as one batch, so the bus hands over more frames than fit.
-        ids = await asyncio.gather(*(post(app, room_id, f"burst {i}") for i in range(20)))
+        # Posted from one loop iteration, the 20 messages are committed as one batch, so the bus hands
+        # this client 20 frames at once: more than its buffer of 2 holds.
+        sender = Sender("user", app.admin.id, app.admin.display_name)
+        rows = await asyncio.gather(
+            *(app.services.rooms.post(room_id, sender, f"burst {i}", "text") for i in range(20))
+        )
+        ids = [row["id"] for row in rows]
         received = []
         while True:
             msg = await ws.receive(timeout=5)
