@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import weakref
 from pathlib import Path
 
 from aiohttp import web
@@ -56,7 +57,9 @@ def app_for(services: Services) -> web.Application:
     app.add_routes(hooks.routes)
     app.add_routes(stream.routes)
     app.router.add_get("/api/v1/openapi.json", _openapi)
+    app[stream.OPEN_STREAMS] = weakref.WeakSet()
     app.on_startup.append(_start)
+    app.on_shutdown.append(stream.close_streams)
     app.on_cleanup.append(_stop)
     return app
 

@@ -22,6 +22,7 @@ from chimebot.store.log import CommittedEvent
 MEMBER_JOINED = "member.joined"
 MEMBER_LEFT = "member.left"
 MESSAGE_CREATED = "message.created"
+MEMBER_UPDATED = "member.updated"
 
 
 def event_frame(
@@ -73,17 +74,23 @@ class Envelope:
 
 
 class Subscription:
-    """One stream client's view of the bus: its rooms and the frames waiting to be sent."""
+    """One stream client's view of the bus: its rooms and the frames waiting to be sent.
 
-    __slots__ = ("_wake", "last_id", "limit", "overflowed", "pending", "room_ids", "user_id")
+    A subscription starts unsettled: it knows its user but not yet the user's rooms, and it
+    records the user's membership events until ``Bus.settle`` hands it the rooms as of a snapshot.
+    Subscribing before reading the rooms is what makes a join or leave that happens meanwhile
+    count: it is either in the snapshot or recorded here, and ids tell which.
+    """
 
-    def __init__(self, user_id: str, room_ids: Iterable[str], limit: int) -> None:
+    __slots__ = ("_wake", "changes", "limit", "overflowed", "pending", "room_ids", "user_id")
+
+    def __init__(self, user_id: str, limit: int) -> None:
         self.user_id = user_id
-        self.room_ids = set(room_ids)
+        self.room_ids: set[str] = set()
         self.limit = limit
         self.pending: list[tuple[int, str]] = []
         self.overflowed = False
-        self.last_id = 0
+        self.changes: list[tuple[int, str, bool]] | None = []  # (event id, room, joined) until settled
         self._wake = asyncio.Event()
 
     def offer(self, event_id: int, frame: str) -> None:
@@ -114,23 +121,28 @@ class Bus:
         self._by_user: dict[str, set[Subscription]] = defaultdict(set)
         self.high = 0  # id of the newest event delivered; the feed keeps delivery in id order
 
-    def subscribe(self, user_id: str, room_ids: Iterable[str], limit: int) -> Subscription:
-        """Start buffering events of these rooms (and about this user) for a client."""
-        sub = Subscription(user_id, room_ids, limit)
+    def subscribe(self, user_id: str, limit: int) -> Subscription:
+        """Start following a user's membership; call ``settle`` once the user's rooms are known."""
+        sub = Subscription(user_id, limit)
         self._by_user[user_id].add(sub)
-        for room_id in sub.room_ids:
-            self._by_room[room_id].add(sub)
         return sub
+
+    def settle(self, sub: Subscription, room_ids: Iterable[str], as_of: int) -> None:
+        """Give a subscription its rooms as of event ``as_of``, plus the changes recorded after it."""
+        rooms = set(room_ids)
+        for event_id, room_id, joined in sub.changes or ():
+            if event_id > as_of:
+                (rooms.add if joined else rooms.discard)(room_id)
+        sub.changes = None
+        sub.room_ids = rooms
+        for room_id in rooms:
+            self._by_room[room_id].add(sub)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering to a client."""
         _discard(self._by_user, sub.user_id, sub)
         for room_id in sub.room_ids:
             _discard(self._by_room, room_id, sub)
-
-    def present(self, room_id: str) -> set[str]:
-        """Return the ids of users with a live stream subscribed to a room."""
-        return {sub.user_id for sub in self._by_room.get(room_id, ())}
 
     def deliver(self, envelopes: Iterable[Envelope]) -> None:
         """Hand events, in id order, to every subscription that should see them; older ids are skipped."""
@@ -139,9 +151,7 @@ class Bus:
                 continue
             self.high = env.id
             if env.type == MEMBER_JOINED and env.user_id:
-                for sub in self._by_user.get(env.user_id, ()):
-                    sub.room_ids.add(env.room_id)
-                    self._by_room[env.room_id].add(sub)
+                self._follow(env, joined=True)
             room_subs = self._by_room.get(env.room_id, ())
             user_subs = self._by_user.get(env.user_id, ()) if env.user_id else ()
             for sub in room_subs:
@@ -150,9 +160,19 @@ class Bus:
                 if sub not in room_subs:
                     sub.offer(env.id, env.frame)
             if env.type == MEMBER_LEFT and env.user_id:
-                for sub in list(self._by_user.get(env.user_id, ())):
-                    sub.room_ids.discard(env.room_id)
-                    _discard(self._by_room, env.room_id, sub)
+                self._follow(env, joined=False)
+
+    def _follow(self, env: Envelope, *, joined: bool) -> None:
+        """Apply a membership event to the subscriptions of the user it is about."""
+        for sub in list(self._by_user.get(env.user_id or "", ())):
+            if sub.changes is not None:
+                sub.changes.append((env.id, env.room_id, joined))
+            elif joined:
+                sub.room_ids.add(env.room_id)
+                self._by_room[env.room_id].add(sub)
+            else:
+                sub.room_ids.discard(env.room_id)
+                _discard(self._by_room, env.room_id, sub)
 
 
 def _discard(index: dict[str, set[Subscription]], key: str, sub: Subscription) -> None:

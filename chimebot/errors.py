@@ -79,3 +79,10 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """The server cannot take this now (shutting down, storage away); retrying later will work."""
+
+    status = 503
+    code = "unavailable"

@@ -102,7 +102,7 @@ class Feed:
         """Deliver every event in the log after the last one delivered."""
         while True:
             async with self._store.read() as conn:
-                rows = await qm.events_since(conn, self._bus.high, None, None, limit=PAGE)
+                rows = await qm.events_since(conn, self._bus.high, limit=PAGE)
             if not rows:
                 return
             self._bus.deliver(env for env in map(Envelope.from_row, rows) if env is not None)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chimebot import mentions
-from chimebot.bus import MEMBER_JOINED, MEMBER_LEFT, MESSAGE_CREATED
+from chimebot.bus import MEMBER_JOINED, MEMBER_LEFT, MEMBER_UPDATED, MESSAGE_CREATED
 from chimebot.clock import Clock
 from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
 from chimebot.ids import new_id
@@ -23,7 +23,6 @@ from chimebot.store import rooms as q
 from chimebot.store.batches import GuardFailed
 from chimebot.store.log import EventDraft
 
-MEMBER_UPDATED = "member.updated"
 MAX_MESSAGE_CHARS = 16_384  # what people may post through the API; webhooks have their own limit
 MAX_PAGE = 200
 

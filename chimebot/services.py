@@ -17,6 +17,7 @@ from chimebot.incoming import IncomingWebhooks
 from chimebot.ratelimit import RateLimiter, TokenBuckets
 from chimebot.rooms import Rooms
 from chimebot.store import Store, database_url
+from chimebot.streams import Streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Services:
     accounts: Accounts
     rooms: Rooms
     incoming: IncomingWebhooks
+    streams: Streams
     redis: aioredis.Redis | None
 
     async def start(self) -> None:
@@ -74,5 +76,6 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
         accounts=Accounts(store, clock, config.bootstrap, config.server.base_url),
         rooms=rooms,
         incoming=IncomingWebhooks(store, rooms, clock, hooks, limiter),
+        streams=Streams(store, bus, config.stream),
         redis=redis,
     )

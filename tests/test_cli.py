@@ -44,8 +44,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
-    """`chimebot serve` with no config in an empty directory; yields (base URL, cwd, its stdout so far)."""
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, str, subprocess.Popen[str]]]:
+    """`chimebot serve` with no config in an empty directory: (base URL, cwd, output so far, process)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "chimebot", "serve", "--port", str(port)],
@@ -72,16 +72,16 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
                     break
             except OSError:
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", tmp_path, "".join(lines)
+        yield f"http://127.0.0.1:{port}", tmp_path, "".join(lines), proc
     finally:
         proc.terminate()
         proc.wait(timeout=15)
 
 
 async def test_serve_with_no_config_bootstraps_and_a_cli_webhook_reaches_a_stream_client(
-    server: tuple[str, Path, str],
+    server: tuple[str, Path, str, subprocess.Popen[str]],
 ) -> None:
-    base, cwd, output = server
+    base, cwd, output, proc = server
     assert (cwd / "chimebot-data" / "chimebot.db").exists()
     link = re.search(r"(http://\S+/signin/\S+)", output)
     assert link, output
@@ -120,6 +120,14 @@ async def test_serve_with_no_config_bootstraps_and_a_cli_webhook_reaches_a_strea
             assert resp.status == 404
         assert chimebot("webhook", "delete", new["id"], cwd=cwd).returncode == 0
         assert as_json(chimebot("webhook", "list", "Deployments", "--json", cwd=cwd)) == []
+
+        # Stopping the server tells connected stream clients to come back, at once.
+        async with http.ws_connect(f"{base.replace('http', 'ws')}/api/v1/stream?token={token}") as ws:
+            assert json.loads((await ws.receive(timeout=5)).data)["type"] == "stream.ready"
+            proc.terminate()
+            closing = await ws.receive(timeout=10)
+        assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.GOING_AWAY)
+        assert proc.wait(timeout=15) == 0
 
 
 def test_errors_go_to_stderr_with_a_nonzero_status(tmp_path: Path) -> None:

@@ -92,6 +92,13 @@ class Recorder:
         return [e for batch in self.batches for e in batch]
 
 
+def subscribe(services: Services, user_id: str, room_ids: list[str], limit: int) -> Subscription:
+    """A bus subscription already settled on the given rooms."""
+    sub = services.bus.subscribe(user_id, limit)
+    services.bus.settle(sub, room_ids, as_of=0)
+    return sub
+
+
 class CommitCounter:
     """Counts COMMITs of message batches through SQLAlchemy's ``commit`` event, while installed."""
 
@@ -242,7 +249,7 @@ async def test_concurrent_posts_are_grouped_stored_once_and_published_in_id_orde
     admin = await services.accounts.operator()
     room = await services.rooms.create(admin, "load")
     recorder = Recorder(services)
-    sub = services.bus.subscribe(admin.id, [room.id], limit=10 * n)
+    sub = subscribe(services, admin.id, [room.id], limit=10 * n)
     sender = Sender("user", admin.id, admin.display_name)
 
     with CommitCounter(services.store) as commits:
@@ -292,7 +299,7 @@ async def test_failed_change_leaves_no_rows_and_later_writes_succeed(services: S
     recorder = Recorder(services)
     now = services.clock.now()
     admin = await services.accounts.operator()
-    sub = services.bus.subscribe(admin.id, ["somewhere"], limit=100)
+    sub = subscribe(services, admin.id, ["somewhere"], limit=100)
 
     async def refused(conn: AsyncConnection) -> tuple[None, list[EventDraft]]:
         await qa.insert_account(conn, "ghost-1", "ghost", now)
@@ -634,10 +641,14 @@ async def test_events_since_returns_room_events_with_messages_and_own_member_lef
     clock.advance(1)
     m3 = await rooms.post_as_user(admin, alpha.id, "bob is gone", "text")
 
-    async def since(after: int, room_ids: set[str], user_id: str, limit: int = 100) -> list[sa.RowMapping]:
+    async def since(
+        after: int, room_ids: set[str], user_id: str, limit: int = 100, left: dict[str, int] | None = None
+    ) -> list[sa.RowMapping]:
         """events_since on a fresh read connection."""
         async with services.store.read() as conn:
-            return await qm.events_since(conn, after, room_ids, user_id, limit=limit)
+            return await qm.events_since(
+                conn, after, limit=limit, user_id=user_id, room_ids=room_ids, left=left
+            )
 
     def summary(rows: list[sa.RowMapping]) -> list[tuple[Any, ...]]:
         """Type, room, user, message id and content of each row, for one readable comparison."""
@@ -678,6 +689,14 @@ async def test_events_since_returns_room_events_with_messages_and_own_member_lef
         "removed_by": bob.id,
     }
     assert [r["type"] for r in await since(start, set(), bob.id)] == [MEMBER_JOINED, MEMBER_LEFT]
+    # Resuming from before he left, the room he left still owes him its events up to his departure.
+    async with services.store.read() as conn:
+        left = await qm.rooms_left_since(conn, bob.id, ids[1])
+    assert left == {alpha.id: ids[4]}
+    owed = await since(ids[1], set(), bob.id, left=left)
+    assert [r["event_id"] for r in owed] == ids[2:5]
+    async with services.store.read() as conn:
+        assert await qm.rooms_left_since(conn, bob.id, ids[4]) == {}
 
     # The admin, in both rooms, sees both rooms interleaved in id order.
     both = await since(start, await rooms.room_ids_of(admin), admin.id)

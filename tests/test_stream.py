@@ -99,8 +99,43 @@ async def test_clients_see_only_their_rooms_and_follow_membership(app: Harness) 
         assert (left["type"], left["data"]["user_id"]) == ("member.left", bob.id)
         await post(app, room_id, "bob is gone")
         await post(app, secret_room, "still secret")
-        with pytest.raises(asyncio.TimeoutError):
-            await ws.receive(timeout=0.3)
+        # Bob is still in a room of his own: its message must be the very next frame he gets.
+        own_room = await app.room("bob's", token=bob_token)
+        joined_own = await next_frame(ws)
+        assert (joined_own["type"], joined_own["room_id"]) == ("member.joined", own_room)
+        await post(app, own_room, "mine", token=bob_token)
+        assert (await next_frame(ws))["data"]["content"] == "mine"
+
+
+async def test_resuming_after_leaving_a_room_delivers_its_events_up_to_the_departure(app: Harness) -> None:
+    room_id = await app.room()
+    bob, bob_token = await app.user("bob@example.com")
+    await app.client.post(f"/api/v1/rooms/{room_id}/members", json={"email": bob.email}, headers=app.auth())
+    async with app.client.ws_connect("/api/v1/stream", headers=app.auth(bob_token)) as ws:
+        _, ready = await frames_until_ready(ws)
+    before = await post(app, room_id, "posted while bob was away")
+    await app.client.delete(f"/api/v1/rooms/{room_id}/members/{bob.id}", headers=app.auth())
+    await post(app, room_id, "after bob left")
+    async with app.client.ws_connect(
+        f"/api/v1/stream?since={ready['last_id']}", headers=app.auth(bob_token)
+    ) as ws:
+        frames, _ = await frames_until_ready(ws)
+    assert [(f["type"], (f["data"] or {}).get("id")) for f in frames] == [
+        ("message.created", before),
+        ("member.left", None),
+    ]
+
+
+async def test_a_since_beyond_the_log_resets_to_the_newest_event(app: Harness) -> None:
+    room_id = await app.room()
+    async with app.client.ws_connect("/api/v1/stream?since=999999", headers=app.auth()) as ws:
+        reset = await next_frame(ws)
+        assert reset["type"] == "stream.reset" and reset["last_id"] < 999999
+        ready = await next_frame(ws)
+        assert ready == {"type": "stream.ready", "last_id": reset["last_id"]}
+        posted = await post(app, room_id, "still live")
+        frame = await next_frame(ws)
+    assert frame["data"]["id"] == posted and frame["id"] > reset["last_id"]
 
 
 async def test_resume_from_since_delivers_what_was_missed_once_and_in_order(app: Harness) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
-from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
 from chimebot.errors import DomainError, RateLimited
-from chimebot.store.writer import WriterClosed
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return error_response(exc.status, exc.code, exc.message, headers)
-    except (
-        RequestPayloadError,
-        BadHttpMessage,
-    ) as exc:  # a body that does not decode (a bad Content-Encoding, a cut stream)
+    except (RequestPayloadError, BadHttpMessage) as exc:  # a body that does not decode (bad Content-Encoding)
         return error_response(400, "invalid_body", f"the request body could not be read: {exc}")
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -63,13 +60,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "database refused a value in %s %s: %s", request.method, request.path, type(exc.orig).__name__
         )
         return error_response(400, "invalid", "a value in this request cannot be stored; nothing was changed")
-    except (OperationalError, InterfaceError, WriterClosed, ConnectionError) as exc:
+    except (IntegrityError, sqlite3.IntegrityError):  # lost a race for a unique name or id
+        return error_response(409, "conflict", "this conflicts with a change made at the same time; retry")
+    except (OperationalError, InterfaceError, sqlite3.Error, ConnectionError) as exc:
         log.warning("storage unavailable for %s %s: %s", request.method, request.path, type(exc).__name__)
         return error_response(
-            503,
-            "unavailable",
-            "the database is unavailable; nothing was stored, retry shortly",
-            {"Retry-After": "1"},
+            503, "unavailable", "the database is unavailable; retry shortly", {"Retry-After": "1"}
         )
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)

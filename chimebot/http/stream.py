@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
+import weakref
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from chimebot.bus import Envelope, Subscription
+from chimebot.bus import Subscription
 from chimebot.http import SERVICES
 from chimebot.http.parsing import current_user, query_int
-from chimebot.models import User
-from chimebot.services import Services
-from chimebot.store import messages as qm
-
-log = logging.getLogger(__name__)
+from chimebot.streams import READY, control_frame
 
 routes = web.RouteTableDef()
 
 CLOSE_TOO_SLOW = 4000  # the client fell behind; reconnect with since=<last id received>
-REPLAY_PAGE = 500
-
-
-def _control(kind: str, **fields: object) -> str:
-    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+OPEN_STREAMS = web.AppKey("open_streams", weakref.WeakSet[web.WebSocketResponse])
 
 
 @routes.get("/api/v1/stream")
@@ -37,24 +28,23 @@ async def stream(request: web.Request) -> web.StreamResponse:
     cfg = svc.config.stream
     ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_seconds, max_msg_size=4096)
     await ws.prepare(request)
-    # Subscribe before reading the log: an event committed meanwhile is in one or both, never neither;
-    # ids already sent are skipped, so it is not sent twice.
-    sub = svc.bus.subscribe(user.id, await svc.rooms.room_ids_of(user), cfg.queue_size)
+    request.app[OPEN_STREAMS].add(ws)
+    sub, head = await svc.streams.open(user)
     pump: asyncio.Task[None] | None = None
     try:
-        if since is None:  # live from now: everything buffered since subscribing is new to the client
-            async with svc.store.read() as conn:
-                await ws.send_str(_control("stream.ready", last_id=await qm.last_event_id(conn)))
-            last = 0
-        else:
-            last = await _catch_up(ws, svc, user, sub, since)
-            await ws.send_str(_control("stream.ready", last_id=last))
+        # Without `since` the client starts from now; the backlog then holds only what was committed
+        # while the session opened.
+        last = head if since is None else since
+        async for event_id, frame in svc.streams.backlog(user, sub, last, head):
+            await ws.send_str(frame)
+            last = event_id
+        await ws.send_str(control_frame(READY, last_id=max(last, head)))
         pump = asyncio.create_task(_pump(ws, sub, last))
         async for msg in ws:  # clients have nothing to say yet; reading keeps pings answered
             if msg.type == WSMsgType.ERROR:
                 break
     finally:
-        svc.bus.unsubscribe(sub)
+        svc.streams.close(sub)
         if pump is not None:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -62,42 +52,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _catch_up(
-    ws: web.WebSocketResponse, svc: Services, user: User, sub: Subscription, since: int
-) -> int:
-    """Send logged events after ``since``; return the id of the last event the client has."""
-    async with svc.store.read() as conn:
-        head = await qm.last_event_id(conn)
-    if since >= head:
-        return since
-    limit = svc.config.stream.replay_limit
-    if head - since > limit:  # ids are global, so this over-counts; a precise count is not worth a scan
-        async with svc.store.read() as conn:
-            pending = await qm.events_since(conn, since, sub.room_ids, user.id, limit=limit + 1)
-        if len(pending) > limit:
-            await ws.send_str(
-                _control(
-                    "stream.reset",
-                    last_id=head,
-                    message=f"more than {limit} events were missed; reload history through the REST API",
-                )
-            )
-            return head
-    last = since
-    while True:
-        async with svc.store.read() as conn:
-            rows = await qm.events_since(conn, last, sub.room_ids, user.id, limit=REPLAY_PAGE)
-        for row in rows:
-            env = Envelope.from_row(row)
-            if env is not None:
-                await ws.send_str(env.frame)
-        if len(rows) < REPLAY_PAGE:
-            return max(last, rows[-1]["event_id"] if rows else last, head)
-        last = rows[-1]["event_id"]
-
-
 async def _pump(ws: web.WebSocketResponse, sub: Subscription, last: int) -> None:
-    """Send live frames as they arrive, skipping any the catch-up already sent."""
+    """Send live frames as they arrive, skipping any the backlog already sent."""
     try:
         while True:
             frames = await sub.take()
@@ -110,3 +66,12 @@ async def _pump(ws: web.WebSocketResponse, sub: Subscription, last: int) -> None
                     last = event_id
     except ConnectionResetError:
         return
+
+
+async def close_streams(app: web.Application) -> None:
+    """On shutdown, tell every stream client to come back (to this node or another) and resume."""
+    message = b"server shutting down; reconnect with since=<last id received>"
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=message) for ws in list(app[OPEN_STREAMS])),
+        return_exceptions=True,
+    )

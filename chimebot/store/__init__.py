@@ -140,6 +140,14 @@ class Store:
             yield conn
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose reads all see one moment (SQLite's read transaction already does)."""
+        async with self.read_engine.connect() as conn:
+            if self.dialect == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that commits on success and rolls back on error."""
         async with self.engine.begin() as conn:

@@ -42,7 +42,7 @@ class GuardFailed(Exception):
     """What a message needs no longer holds: its webhook was changed or its room deleted meanwhile."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class MessageOp:
     """A message waiting for the writer, and the future its poster awaits."""
 

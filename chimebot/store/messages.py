@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,15 +30,17 @@ async def last_event_id(conn: AsyncConnection) -> int:
 async def events_since(
     conn: AsyncConnection,
     since: int,
-    room_ids: Collection[str] | None,
-    user_id: str | None,
     *,
     limit: int,
+    user_id: str | None = None,
+    room_ids: Collection[str] = (),
+    left: Mapping[str, int] | None = None,
 ) -> list[RowMapping]:
     """Events after ``since``, oldest first, with their messages joined.
 
-    With ``room_ids``/``user_id``: only events of those rooms or about that user (a stream client's
-    view); with neither: every event (the feed that serves all clients of a node).
+    With ``user_id``: a stream client's view, the events of ``room_ids``, of the rooms in ``left``
+    up to the id given (when the user left them), and those about the user. Without: every event
+    (the feed that serves all clients of a node).
     """
     # The join brings message.created events their message, which is stored once, not copied.
     cols = [
@@ -53,8 +55,20 @@ async def events_since(
     stmt = select(*cols).select_from(events.outerjoin(messages, messages.c.id == events.c.message_id))
     stmt = stmt.where(events.c.id > since)
     if user_id is not None:
-        scope = events.c.user_id == user_id
+        scope = [events.c.user_id == user_id]
         if room_ids:
-            scope = or_(events.c.room_id.in_(list(room_ids)), scope)
-        stmt = stmt.where(scope)
+            scope.append(events.c.room_id.in_(list(room_ids)))
+        for room_id, upto in (left or {}).items():
+            scope.append(and_(events.c.room_id == room_id, events.c.id <= upto))
+        stmt = stmt.where(or_(*scope))
     return list((await conn.execute(stmt.order_by(events.c.id).limit(limit))).mappings())
+
+
+async def rooms_left_since(conn: AsyncConnection, user_id: str, since: int) -> dict[str, int]:
+    """The rooms a user left after event ``since``, each with the id of the last such departure."""
+    stmt = (
+        select(events.c.room_id, func.max(events.c.id))
+        .where(events.c.user_id == user_id, events.c.type == "member.left", events.c.id > since)
+        .group_by(events.c.room_id)
+    )
+    return {room_id: upto for room_id, upto in await conn.execute(stmt)}

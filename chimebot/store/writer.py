@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from chimebot.errors import Unavailable
 from chimebot.store.batches import GuardFailed, MessageOp, insert_events, lock_event_log, write_messages
 from chimebot.store.log import CommittedEvent, EventDraft
 
@@ -40,7 +41,7 @@ class _ChangeOp:
     future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-class WriterClosed(RuntimeError):
+class WriterClosed(Unavailable):
     """The writer is stopping and takes no more work."""
 
 
@@ -118,22 +119,30 @@ class GroupWriter:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
-            stop = None in batch
             ops = [op for op in batch if op is not None]
-            i = 0
-            while i < len(ops):
-                op = ops[i]
-                if isinstance(op, _ChangeOp):
-                    await self._apply_change(op)
-                    i += 1
-                    continue
-                j = i
-                while j < len(ops) and isinstance(ops[j], MessageOp):
-                    j += 1
-                await self._apply_messages(ops[i:j])  # type: ignore[arg-type]
-                i = j
-            if stop:
+            try:
+                await self._apply(ops)
+            except Exception as exc:  # a bug here must not leave every later write waiting forever
+                log.exception("the writer failed on a batch of %d; its writes are refused", len(ops))
+                for op in ops:
+                    _fail(op.future, exc)
+            if None in batch:
                 return
+
+    async def _apply(self, ops: list[MessageOp | _ChangeOp]) -> None:
+        """Apply ops in order: each change alone, each run of messages as one batch."""
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            if isinstance(op, _ChangeOp):
+                await self._apply_change(op)
+                i += 1
+                continue
+            j = i
+            while j < len(ops) and isinstance(ops[j], MessageOp):
+                j += 1
+            await self._apply_messages(ops[i:j])  # type: ignore[arg-type]
+            i = j
 
     async def _apply_messages(self, ops: list[MessageOp]) -> None:
         try:
@@ -144,20 +153,21 @@ class GroupWriter:
                     await self._apply_messages([op])
                 return
             log.warning("message refused by the database (its room is gone?)")
-            ops[0].future.set_exception(GuardFailed(ops[0].row["room_id"]))
+            _fail(ops[0].future, GuardFailed(ops[0].row["room_id"]))
             return
         except Exception as exc:  # every waiter learns of the failure; nothing was committed
             log.warning("message batch of %d failed: %s", len(ops), exc)
             for op in ops:
-                if not op.future.done():
-                    op.future.set_exception(exc)
+                _fail(op.future, exc)
             return
-        for op in ops:
-            if op.guard is not None and op not in kept:
-                op.future.set_exception(GuardFailed(op.guard[0]))
+        if len(kept) < len(ops):
+            committed = {id(op) for op in kept}  # by identity: comparing ops field by field is slow
+            for op in ops:
+                if id(op) not in committed:
+                    _fail(op.future, GuardFailed(op.guard[0] if op.guard else op.row["room_id"]))
         self._publish([CommittedEvent(i, op.event) for i, op in zip(ids, kept, strict=True)])
         for event_id, op in zip(ids, kept, strict=True):
-            if not op.future.done():
+            if not op.future.done():  # its request may have been cancelled meanwhile
                 op.future.set_result(event_id)
 
     async def _apply_change(self, op: _ChangeOp) -> None:
@@ -167,8 +177,7 @@ class GroupWriter:
                 result, drafts = await op.change(conn)
                 ids = await conn.run_sync(insert_events, drafts) if drafts else []
         except Exception as exc:  # the change's own errors (NotFound, Conflict…) reach its caller
-            if not op.future.done():
-                op.future.set_exception(exc)
+            _fail(op.future, exc)
             return
         self._publish([CommittedEvent(i, d) for i, d in zip(ids, drafts, strict=True)])
         if not op.future.done():
@@ -257,6 +266,12 @@ class BlockingSqlite:
             self._conn = None
         self.inline.dispose()
         self.patient.dispose()
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """Hand an error to a waiter, unless it stopped waiting (its request was cancelled)."""
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _is_busy(exc: Exception) -> bool:
