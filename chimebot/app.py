@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import weakref
@@ -67,7 +66,7 @@ def app_for(services: Services) -> web.Application:
 async def _start(app: web.Application) -> None:
     services = app[SERVICES]
     await services.start()
-    link = await services.accounts.bootstrap()
+    link = await services.bootstrap()
     if link:
         # Printed, not logged: the link is a credential and logs are kept and shipped.
         boot = services.config.bootstrap
@@ -77,13 +76,6 @@ async def _start(app: web.Application) -> None:
             f"  {link}",
             flush=True,
         )
-    if services.config.rooms:
-        owner = await services.accounts.operator()
-        await services.incoming.apply_declarations(owner, services.config.rooms)
-    # Everything alive now (modules, SQLAlchemy's tables and caches) lives as long as the process;
-    # frozen, the collector stops rescanning it, which took full collections from ~60 ms to ~1 ms.
-    gc.collect()
-    gc.freeze()
 
 
 async def _stop(app: web.Application) -> None:

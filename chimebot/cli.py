@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,7 +15,6 @@ from typing import Any
 from chimebot import __version__
 from chimebot.config import Config, ConfigError, load_config
 from chimebot.errors import DomainError
-from chimebot.http.api import webhook_with_token
 from chimebot.logs import configure_logging
 from chimebot.services import Services, build_services
 
@@ -133,10 +133,21 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     server = replace(server, host=args.host or server.host, port=args.port or server.port)
     config = replace(config, server=server)
     app = build_app(config, Path(args.data_dir))
+    app.on_startup.append(_freeze_heap)
     loop = _new_loop()
     print(f"chimebot {__version__} listening on {server.base_url}", flush=True)
     web.run_app(app, host=server.host, port=server.port, access_log_class=AccessLogger, print=None, loop=loop)
     return 0
+
+
+async def _freeze_heap(app: object) -> None:
+    """Exempt everything alive after start-up from garbage collection.
+
+    Modules, SQLAlchemy's tables and caches live as long as the process; frozen, the collector
+    stops rescanning them, which took full collections under load from ~60 ms to a few.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -152,7 +163,7 @@ async def _run(config: Config, data_dir: Path, handler: Command, args: argparse.
     services = build_services(config, data_dir)
     await services.start()
     try:
-        link = await services.accounts.bootstrap()
+        link = await services.bootstrap()
         if link:
             print(f"chimebot: created the administrator; sign in once with: {link}", file=sys.stderr)
         return await handler(services, args)
@@ -187,12 +198,12 @@ async def _webhook_create(svc: Services, args: argparse.Namespace) -> dict[str, 
     operator = await svc.accounts.operator()
     room = await svc.rooms.resolve(operator, args.room)
     hook, token = await svc.incoming.create(operator, room.id, args.name)
-    return webhook_with_token(hook, token, svc.config.server.base_url)
+    return hook.with_token(token, svc.config.server.base_url)
 
 
 async def _webhook_regenerate(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
     hook, token = await svc.incoming.regenerate(await svc.accounts.operator(), args.id)
-    return webhook_with_token(hook, token, svc.config.server.base_url)
+    return hook.with_token(token, svc.config.server.base_url)
 
 
 async def _webhook_delete(svc: Services, args: argparse.Namespace) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chimebot import secrets
@@ -14,6 +15,7 @@ from chimebot.models import Sender, User, Webhook
 from chimebot.ratelimit import RateLimiter
 from chimebot.rooms import Rooms
 from chimebot.store import Store
+from chimebot.store import rooms as qr
 from chimebot.store import webhooks as q
 from chimebot.store.batches import GuardFailed
 from webhooks import chime
@@ -42,8 +44,14 @@ class IncomingWebhooks:
 
     # -- posting ---------------------------------------------------------------------------------
 
-    async def post_chime(self, webhook_id: str, token: str | None, body: bytes) -> dict[str, str]:
-        """Post a Chime webhook body; return Chime's success body or raise with Chime's status."""
+    async def post_chime(
+        self, webhook_id: str, token: str | None, read_body: Callable[[], Awaitable[bytes]]
+    ) -> dict[str, str]:
+        """Post a Chime webhook body; return Chime's success body or raise with Chime's status.
+
+        The body is read (``read_body`` enforces the size limit) only once the URL is known to be
+        right, so that a wrong URL is a 404 or 403 whatever it carries.
+        """
         hook = self._cache.get(webhook_id)
         if hook is None or not (token and secrets.token_matches(token, hook.token_hash)):
             hook = await self._load(webhook_id)  # a miss, or a token changed by another process
@@ -51,6 +59,7 @@ class IncomingWebhooks:
             raise NotFound(GONE)
         if not token or not secrets.token_matches(token, hook.token_hash):
             raise Forbidden("the token in this webhook URL is wrong", code="invalid_token")
+        body = await read_body()
         wait = await self._limiter.take(hook.id)
         if wait:
             # Refusals are rare enough to afford the truth: a webhook gone meanwhile is a 404, not a 429.
@@ -109,6 +118,7 @@ class IncomingWebhooks:
         token = secrets.new_token()
         hook = Webhook(new_id(), room_id, name.strip(), secrets.token_hash(token), False, self._clock.now())
         async with self._store.transaction() as conn:
+            await qr.room_by_id(conn, room_id, lock=True)  # concurrent creations count one at a time
             if await q.count_webhooks(conn, room_id) >= self._config.max_per_room:
                 raise Conflict(
                     f"a room can have at most {self._config.max_per_room} webhooks; delete one first",
@@ -151,7 +161,9 @@ class IncomingWebhooks:
         return hook
 
     async def apply_declarations(self, owner: User, declared: tuple[RoomDecl, ...]) -> None:
-        """Ensure the rooms and webhooks that the config file declares exist, with their tokens."""
+        """Make the rooms and webhooks the config file declares exist, with their tokens; delete the
+        webhooks that an earlier config declared and this one does not (revoking their tokens)."""
+        kept: set[str] = set()
         for room_decl in declared:
             room = await self._rooms.ensure(owner, room_decl.name)
             async with self._store.transaction() as conn:
@@ -167,5 +179,14 @@ class IncomingWebhooks:
                     else:
                         hook = Webhook(hook_id, room.id, decl.name, token_hash, True, self._clock.now())
                         await q.insert_webhook(conn, hook)
+                    kept.add(hook_id)
                     self._cache.pop(hook_id, None)
             log.info("room %r: %d declared webhook(s) applied", room.name, len(room_decl.webhooks))
+        async with self._store.transaction() as conn:
+            for hook in await q.declared_webhooks(conn):
+                if hook.id not in kept:
+                    await q.delete_webhook(conn, hook.id)
+                    self._cache.pop(hook.id, None)
+                    log.info(
+                        "webhook %r (%s) is no longer declared in the config: deleted", hook.name, hook.id
+                    )

@@ -107,6 +107,13 @@ class Webhook:
             "created_at": iso(self.created_at),
         }
 
+    def with_token(self, token: str, base_url: str) -> dict[str, Any]:
+        """The webhook right after creation or regeneration: the only time its token is shown."""
+        return self.to_json(base_url) | {
+            "token": token,
+            "url": f"{base_url}/incomingwebhooks/{self.id}?token={token}",
+        }
+
 
 def message_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """A message row (store or writer) as clients see it in the API and on the stream."""

@@ -74,7 +74,12 @@ class Rooms:
         """Return the room of this name, creating it (owned by ``owner``) if it is missing."""
         async with self._store.read() as conn:
             room = await q.room_by_name(conn, owner.account_id, name)
-        return room or await self.create(owner, name)
+        if room is not None:
+            return room
+        try:
+            return await self.create(owner, name)
+        except Conflict:  # created by someone else meanwhile
+            return await self.resolve(owner, name)
 
     async def resolve(self, actor: User, ref: str) -> Room:
         """Find a room of the actor's account by id or by exact name."""

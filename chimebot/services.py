@@ -16,7 +16,7 @@ from chimebot.feed import Feed
 from chimebot.incoming import IncomingWebhooks
 from chimebot.ratelimit import RateLimiter, TokenBuckets
 from chimebot.rooms import Rooms
-from chimebot.store import Store, database_url
+from chimebot.store import STARTUP_LOCK, Store, database_url
 from chimebot.streams import Streams
 
 
@@ -40,6 +40,18 @@ class Services:
         await self.store.migrate()
         await self.store.start()
         await self.feed.start()
+
+    async def bootstrap(self) -> str | None:
+        """Create the first account on an empty database (returning its sign-in link) and apply the
+        rooms and webhooks the config declares; one node at a time when several start together."""
+        async with self.store.exclusive(STARTUP_LOCK):
+            link = await self.accounts.bootstrap()
+            await self.incoming.apply_declarations(await self.accounts.operator(), self.config.rooms)
+        return link
+
+    async def health(self) -> None:
+        """Raise if this node cannot serve (its database does not answer)."""
+        await self.store.ping()
 
     async def close(self) -> None:
         """Finish queued writes (and announce them), then release connections."""

@@ -71,10 +71,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'chimebot.db'}"
 
 
-def make_config(db_url: str = "", **sections: dict[str, Any]) -> Config:
-    """A validated config with a database URL and any section overrides."""
+def make_config(db_url: str = "", env: dict[str, str] | None = None, **sections: Any) -> Config:
+    """A validated config with a database URL, any section overrides, and ``env`` for its secrets."""
     data: dict[str, Any] = {"database": {"url": db_url}} | sections
-    return parse_config(data, source="<test>", env={})
+    return parse_config(data, source="<test>", env=env or {})
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -260,3 +262,64 @@ async def test_a_webhook_changed_by_another_node_stops_working_at_once(app: Harn
         await app.client.post(hook_url({"id": new.id, "token": newer[1]}), json={"Content": "x"})
     ).status == 403
     assert [m["content"] for m in await history(app, room_id)] == ["cached now"]
+
+
+async def test_a_wrong_url_is_404_or_403_whatever_the_body(app: Harness) -> None:
+    room_id = await app.room()
+    hook = await app.webhook(room_id)
+    huge = b'{"Content": "' + b"a" * 70_000 + b'"}'
+    assert (await app.client.post(hook_url(hook, token="wrong"), data=huge)).status == 403
+    assert (await app.client.post("/incomingwebhooks/nope?token=x", data=huge)).status == 404
+    assert (await app.client.post(hook_url(hook), data=huge)).status == 413
+
+
+async def test_a_webhook_dropped_from_the_config_is_deleted_at_the_next_start(
+    app: Harness, tmp_path: Path
+) -> None:
+    env = {"KEEP": "keep-token-0123456789", "DROP": "drop-token-0123456789"}
+
+    def config(*names: str) -> Config:
+        hooks = [{"name": n, "id": f"{n}-id", "token_env": n.upper()} for n in names]
+        return make_config(
+            app.services.config.database.url, env=env, rooms=[{"name": "Ops", "webhooks": hooks}]
+        )
+
+    async def start(cfg: Config) -> None:
+        node = build_services(cfg, tmp_path, app.clock)  # a restart with another config file
+        await node.start()
+        try:
+            await node.bootstrap()
+        finally:
+            await node.close()
+
+    await start(config("keep", "drop"))
+    assert (
+        await app.client.post("/incomingwebhooks/drop-id?token=drop-token-0123456789", json={"Content": "x"})
+    ).status == 200
+    await start(config("keep"))
+    app.clock.advance(1)
+    assert (
+        await app.client.post("/incomingwebhooks/drop-id?token=drop-token-0123456789", json={"Content": "x"})
+    ).status == 404
+    assert (
+        await app.client.post("/incomingwebhooks/keep-id?token=keep-token-0123456789", json={"Content": "x"})
+    ).status == 200
+
+
+async def test_a_post_waits_for_another_process_holding_the_write_lock(app: Harness) -> None:
+    room_id = await app.room()
+    hook = await app.webhook(room_id)
+    path = app.services.config.database.url.removeprefix("sqlite:///")
+    other = sqlite3.connect(path, isolation_level=None)  # another process, e.g. a backup or the CLI
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        posting = asyncio.create_task(app.client.post(hook_url(hook), json={"Content": "after the lock"}))
+        done, _ = await asyncio.wait({posting}, timeout=0.5)
+        assert not done  # it waits for the lock, in the writer's thread...
+        resp = await app.client.get("/healthz")  # ...while the event loop keeps serving
+        assert resp.status == 200
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert (await posting).status == 200
+    assert [m["content"] for m in await history(app, room_id)] == ["after the lock"]

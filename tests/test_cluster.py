@@ -11,11 +11,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
 from chimebot.app import app_for
 from chimebot.clock import FakeClock
 from chimebot.services import Services, build_services
+from chimebot.store import schema
 from tests.conftest import make_config, require_service
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -35,12 +37,13 @@ async def cluster(aiohttp_client: Any, pg_database: str, tmp_path: Path) -> Asyn
     prefix = f"chimebot-test-{uuid.uuid4().hex[:8]}"
     clock = FakeClock()
 
-    async def node(*, redis: bool = True, poll_seconds: float = 30.0) -> Node:
-        sections: dict[str, Any] = {"stream": {"poll_seconds": poll_seconds}}
+    async def node(*, redis: bool = True, poll_seconds: float = 30.0, **extra: Any) -> Node:
+        sections: dict[str, Any] = {"stream": {"poll_seconds": poll_seconds}} | extra
         if redis:
             require_service("Redis", "127.0.0.1", 6379)
             sections["redis"] = {"url": REDIS, "prefix": prefix}
-        services = build_services(make_config(pg_database, **sections), tmp_path, clock)
+        config = make_config(pg_database, env={"HOOK_TOKEN": "token-from-the-environment"}, **sections)
+        services = build_services(config, tmp_path, clock)
         return Node(services, await aiohttp_client(app_for(services)))
 
     yield node
@@ -127,3 +130,38 @@ async def test_the_webhook_rate_limit_is_shared_by_the_nodes(cluster: Callable[.
     assert limited.status == 429
     a.services.clock.advance(1)  # FakeClock: the nodes share it, as real nodes share NTP time
     assert (await b.client.post(path, json={"Content": "third"})).status == 200
+
+
+async def test_nodes_starting_together_bootstrap_and_declare_once(cluster: Callable[..., Any]) -> None:
+    rooms = [
+        {"name": "Deployments", "webhooks": [{"name": "CI", "id": "ci-hook", "token_env": "HOOK_TOKEN"}]}
+    ]
+    nodes = await asyncio.gather(*(cluster(rooms=rooms) for _ in range(3)))
+    store = nodes[0].services.store
+    async with store.read() as conn:
+        users = (await conn.execute(sa.select(sa.func.count()).select_from(schema.users))).scalar_one()
+        names = (await conn.execute(sa.select(schema.rooms.c.name))).scalars().all()
+        hooks = (await conn.execute(sa.select(schema.webhooks.c.id))).scalars().all()
+    assert (users, names, hooks) == (1, ["Deployments"], ["ci-hook"])
+    for node in nodes:
+        resp = await node.client.post(
+            "/incomingwebhooks/ci-hook?token=token-from-the-environment", json={"Content": "hi"}
+        )
+        assert resp.status in (200, 429)  # the nodes share one rate limit through Redis
+
+
+async def test_concurrent_webhook_creation_respects_names_and_the_limit(cluster: Callable[..., Any]) -> None:
+    a, b = await cluster(), await cluster()
+    token, _, room_id = await setup_room(a)  # the room has 1 webhook already
+    auth = {"Authorization": f"Bearer {token}"}
+
+    async def create(node: Node, name: str) -> int:
+        resp = await node.client.post(f"/api/v1/rooms/{room_id}/webhooks", json={"name": name}, headers=auth)
+        return resp.status
+
+    same_name = await asyncio.gather(*(create(a if i % 2 else b, "twin") for i in range(6)))
+    assert sorted(same_name) == [201] + [409] * 5
+    many = await asyncio.gather(*(create(a if i % 2 else b, f"hook {i}") for i in range(14)))
+    assert sorted(set(many)) == [201, 409] and many.count(201) == 8  # 1 + 1 + 8 = the limit of 10
+    listed = await a.client.get(f"/api/v1/rooms/{room_id}/webhooks", headers=auth)
+    assert len((await listed.json())["webhooks"]) == 10

@@ -90,17 +90,29 @@ def test_empty_file_and_empty_dict_give_defaults(write):
     assert parse_config({}, env={}) == Config(source="<defaults>")
 
 
-def test_example_file_loads_and_matches_what_it_declares():
-    config = load_config(EXAMPLE, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
+def test_example_file_loads_with_defaults_and_no_environment():
+    config = load_config(EXAMPLE, env={})
     assert config.source == str(EXAMPLE)
     # The example documents the defaults, so every section equals its defaults.
     for section, cls in SECTIONS.items():
         assert getattr(config, section) == cls(), section
+    assert config.rooms == ()
+
+
+def uncommented_example() -> str:
+    """The example with its commented-out [[rooms]] block switched on."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    return re.sub(r"^#(\[\[rooms|name = |token_env = |id = )", r"\1", text, flags=re.M)
+
+
+def test_example_rooms_block_declares_what_it_says_when_uncommented(write):
+    config = load_config(write(uncommented_example()), env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
     assert config.rooms == (
-        RoomDecl(name="Deployments", webhooks=(WebhookDecl("CI", "CHIMEBOT_CI_WEBHOOK_TOKEN", TOKEN),)),
+        RoomDecl(
+            name="Deployments",
+            webhooks=(WebhookDecl("CI", "CHIMEBOT_CI_WEBHOOK_TOKEN", TOKEN, id="abcdEFGH1234_-xyz"),),
+        ),
     )
-    assert config.rooms[0].webhooks[0].token == TOKEN
-    assert config.rooms[0].webhooks[0].id is None
 
 
 def test_example_file_documents_every_key():
@@ -108,17 +120,18 @@ def test_example_file_documents_every_key():
     for section, cls in SECTIONS.items():
         assert set(raw[section]) == {f.name for f in dataclasses.fields(cls)}, section
     text = EXAMPLE.read_text(encoding="utf-8")
-    for name in ("name", "webhooks", "token_env", "id"):  # room/webhook keys, `id` commented out
-        assert re.search(rf"^(# )?{name} = |^\[\[rooms\.{name}\]\]", text, re.M), name
+    for name in ("name", "webhooks", "token_env", "id"):  # room/webhook keys, commented out
+        assert re.search(rf"^#({name} = |\[\[rooms\.{name}\]\])", text, re.M), name
     assert "chimebot check-config config.example.toml" in text
 
 
-def test_env_defaults_to_os_environ(monkeypatch):
+def test_env_defaults_to_os_environ(monkeypatch, write):
+    path = write(uncommented_example())
     monkeypatch.setenv("CHIMEBOT_CI_WEBHOOK_TOKEN", TOKEN)
-    assert load_config(EXAMPLE).rooms[0].webhooks[0].token == TOKEN
+    assert load_config(path).rooms[0].webhooks[0].token == TOKEN
     monkeypatch.delenv("CHIMEBOT_CI_WEBHOOK_TOKEN")
     with pytest.raises(ConfigError, match="CHIMEBOT_CI_WEBHOOK_TOKEN is not set"):
-        load_config(EXAMPLE)
+        load_config(path)
 
 
 def test_values_are_read_and_normalised(write):
@@ -408,8 +421,8 @@ def test_file_that_is_not_utf8(tmp_path):
 # --- the result is data --------------------------------------------------------------------------------
 
 
-def test_config_is_frozen():
-    config = load_config(EXAMPLE, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
+def test_config_is_frozen(write):
+    config = load_config(write(uncommented_example()), env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.server.port = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -419,8 +432,8 @@ def test_config_is_frozen():
     assert isinstance(config.rooms, tuple) and isinstance(config.rooms[0].webhooks, tuple)
 
 
-def test_repr_hides_webhook_tokens():
-    config = load_config(EXAMPLE, env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
+def test_repr_hides_webhook_tokens(write):
+    config = load_config(write(uncommented_example()), env={"CHIMEBOT_CI_WEBHOOK_TOKEN": TOKEN})
     assert "CHIMEBOT_CI_WEBHOOK_TOKEN" in repr(config)  # the variable's name is fine to show
     assert TOKEN not in repr(config)
     assert TOKEN not in str(config.rooms[0].webhooks[0])

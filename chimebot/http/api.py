@@ -6,17 +6,8 @@ from aiohttp import web
 
 from chimebot.http import SERVICES
 from chimebot.http.parsing import current_user, field, json_object, path_id, query_int
-from chimebot.models import Webhook
 
 routes = web.RouteTableDef()
-
-
-def webhook_with_token(hook: Webhook, token: str, base_url: str) -> dict[str, object]:
-    """A webhook as shown right after creation or regeneration: the only time its token is visible."""
-    return hook.to_json(base_url) | {
-        "token": token,
-        "url": f"{base_url}/incomingwebhooks/{hook.id}?token={token}",
-    }
 
 
 @routes.get("/api/v1/me")
@@ -159,7 +150,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     user = await current_user(request, svc)
     name = field(await json_object(request), "name", str, label="a string")
     hook, token = await svc.incoming.create(user, path_id(request, "room_id"), name)
-    return web.json_response(webhook_with_token(hook, token, svc.config.server.base_url), status=201)
+    return web.json_response(hook.with_token(token, svc.config.server.base_url), status=201)
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/regenerate")
@@ -168,7 +159,7 @@ async def regenerate_webhook(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
     hook, token = await svc.incoming.regenerate(user, path_id(request, "webhook_id"))
-    return web.json_response(webhook_with_token(hook, token, svc.config.server.base_url))
+    return web.json_response(hook.with_token(token, svc.config.server.base_url))
 
 
 @routes.delete("/api/v1/webhooks/{webhook_id}")

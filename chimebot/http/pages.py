@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 
 from aiohttp import web
-from sqlalchemy import text
 
 from chimebot import __version__
 from chimebot.http import SERVICES
@@ -44,9 +43,7 @@ async def index(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers, 503 when it does not."""
-    svc = request.app[SERVICES]
-    async with svc.store.read() as conn:
-        await conn.execute(text("SELECT 1"))
+    await request.app[SERVICES].health()
     return web.json_response({"status": "ok", "version": __version__})
 
 

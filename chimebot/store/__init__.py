@@ -20,7 +20,8 @@ from chimebot.store.writer import BlockingSqlite, GroupWriter
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-MIGRATION_LOCK = 0x63_68_69_6D_65_02  # an arbitrary constant shared by every node ("chime" 2)
+MIGRATION_LOCK = 0x63_68_69_6D_65_02  # arbitrary constants shared by every node ("chime" 2, 3)
+STARTUP_LOCK = 0x63_68_69_6D_65_03
 
 
 def database_url(url: str, data_dir: Path) -> str:
@@ -138,6 +139,29 @@ class Store:
         """A connection for reads."""
         async with self.read_engine.connect() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def exclusive(self, key: int) -> AsyncIterator[None]:
+        """Hold a cluster-wide lock (PostgreSQL advisory lock) while the block runs.
+
+        On SQLite one file is one machine, and each write transaction already takes the write lock.
+        """
+        if self.dialect != "postgresql":
+            yield
+            return
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            await conn.commit()
+            try:
+                yield
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                await conn.commit()
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:

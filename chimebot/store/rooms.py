@@ -94,12 +94,6 @@ async def member(conn: AsyncConnection, room_id: str, user_id: str) -> Member | 
     return _member(row) if row else None
 
 
-async def count_members(conn: AsyncConnection, room_id: str) -> int:
-    """Return how many members a room has."""
-    stmt = select(func.count()).select_from(room_members).where(room_members.c.room_id == room_id)
-    return (await conn.execute(stmt)).scalar_one()
-
-
 async def count_admins(conn: AsyncConnection, room_id: str) -> int:
     """Return how many administrators a room has."""
     stmt = (

@@ -28,6 +28,12 @@ async def webhooks_of(conn: AsyncConnection, room_id: str) -> list[Webhook]:
     return [_webhook(r) for r in (await conn.execute(stmt)).mappings()]
 
 
+async def declared_webhooks(conn: AsyncConnection) -> list[Webhook]:
+    """List the webhooks that came from a config file."""
+    stmt = select(webhooks).where(webhooks.c.from_config.is_(True))
+    return [_webhook(r) for r in (await conn.execute(stmt)).mappings()]
+
+
 async def count_webhooks(conn: AsyncConnection, room_id: str) -> int:
     """Return how many webhooks a room has."""
     stmt = select(func.count()).select_from(webhooks).where(webhooks.c.room_id == room_id)
