@@ -14,6 +14,8 @@ from difflib import get_close_matches
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from webhooks import chime
+
 DEFAULT_SOURCE = "<defaults>"
 Check = Callable[[Any], object]  # a per-key constraint: truthy when the (type-checked) value is valid
 _GOT_MAX = 60  # values are echoed shortened so one bad key cannot flood the terminal
@@ -115,7 +117,7 @@ class WebhooksConfig:
 
     rate_per_second: float = _key(1.0, _positive, "a number > 0")
     burst: int = _key(1, lambda n: n >= 1, "an integer >= 1")
-    max_content_chars: int = _key(4096, lambda n: n > 0, "an integer > 0")
+    max_content_chars: int = _key(chime.MAX_CONTENT_CHARS, lambda n: n > 0, "an integer > 0")
     max_body_bytes: int = _key(65536, lambda n: n >= 1024, "an integer >= 1024")
     max_per_room: int = _key(10, lambda n: n >= 1, "an integer >= 1")
     mention_all_max_members: int = _key(50, lambda n: n >= 1, "an integer >= 1")
