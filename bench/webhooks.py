@@ -89,7 +89,7 @@ def bare_app(fanout: bool) -> web.Application:
         return web.json_response({"MessageId": str(counter), "RoomId": "bare"})
 
     async def stream(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(compress=False)  # as chimebot: small frames, one encoding for all
         await ws.prepare(request)
         await ws.send_str('{"type": "stream.ready", "last_id": 0}')
         clients.add(ws)

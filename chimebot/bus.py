@@ -19,6 +19,9 @@ from typing import Any
 from chimebot.models import iso, message_json
 from chimebot.store.log import CommittedEvent
 
+# One encoder for every frame: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 MEMBER_JOINED = "member.joined"
 MEMBER_LEFT = "member.left"
 MESSAGE_CREATED = "message.created"
@@ -29,10 +32,8 @@ def event_frame(
     event_id: int, event_type: str, room_id: str, created_at: str, data: Mapping[str, Any] | None
 ) -> str:
     """Serialise one stream event (``created_at`` already in ISO 8601); the same text goes to every client."""
-    return json.dumps(
-        {"id": event_id, "type": event_type, "room_id": room_id, "created_at": created_at, "data": data},
-        separators=(",", ":"),
-        ensure_ascii=False,
+    return _encode(
+        {"id": event_id, "type": event_type, "room_id": room_id, "created_at": created_at, "data": data}
     )
 
 

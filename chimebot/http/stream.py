@@ -26,7 +26,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     user = await current_user(request, svc, allow_query=True)
     since = query_int(request, "since", None)
     cfg = svc.config.stream
-    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_seconds, max_msg_size=4096)
+    # No permessage-deflate: it would compress every frame once per client, undoing "serialise once";
+    # frames are small JSON, and TLS or a proxy in front can compress the connection as a whole.
+    ws = web.WebSocketResponse(heartbeat=cfg.heartbeat_seconds, max_msg_size=4096, compress=False)
     await ws.prepare(request)
     request.app[OPEN_STREAMS].add(ws)
     sub, head = await svc.streams.open(user)
