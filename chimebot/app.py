@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import weakref
 from pathlib import Path
@@ -17,9 +16,6 @@ from chimebot.http import SERVICES, api, hooks, pages, stream
 from chimebot.http.errors import error_middleware
 from chimebot.services import Services, build_services
 
-log = logging.getLogger("chimebot")
-
-OPENAPI = Path(__file__).parent / "http" / "openapi.json"
 # Webhook bodies have their own, smaller limit; this bounds everything else.
 MAX_REQUEST_BYTES = 256 * 1024
 
@@ -27,15 +23,16 @@ MAX_REQUEST_BYTES = 256 * 1024
 class AccessLogger(AbstractAccessLogger):
     """Logs method, path, status and time; never the query string, where webhook tokens travel."""
 
+    @property
+    def enabled(self) -> bool:
+        """Skip the call altogether when the level drops access lines (aiohttp asks per request)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         """Write one line per request."""
         self.logger.info(
             "%s %s %s %d %.1fms", request.remote, request.method, request.path, response.status, time * 1000
         )
-
-
-async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(json.loads(OPENAPI.read_text()))
 
 
 def build_app(config: Config, data_dir: Path, *, clock: Clock | None = None) -> web.Application:
@@ -55,7 +52,6 @@ def app_for(services: Services) -> web.Application:
     app.add_routes(api.routes)
     app.add_routes(hooks.routes)
     app.add_routes(stream.routes)
-    app.router.add_get("/api/v1/openapi.json", _openapi)
     app[stream.OPEN_STREAMS] = weakref.WeakSet()
     app.on_startup.append(_start)
     app.on_shutdown.append(stream.close_streams)

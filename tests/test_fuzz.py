@@ -42,7 +42,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from chimebot.app import OPENAPI
+from chimebot.http.pages import OPENAPI
 from chimebot.models import User
 from tests.conftest import Harness
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from chimebot.app import OPENAPI
+from chimebot.http.pages import OPENAPI
 from tests.conftest import Harness
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from aiohttp import web
 
@@ -11,6 +12,8 @@ from chimebot.http import SERVICES
 from chimebot.http.parsing import path_id
 
 routes = web.RouteTableDef()
+
+OPENAPI = Path(__file__).parent / "openapi.json"
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title} · chimebot</title>
@@ -38,6 +41,12 @@ async def index(request: web.Request) -> web.Response:
         "(described at <a href='/api/v1/openapi.json'>/api/v1/openapi.json</a>); "
         "Chime webhooks post to <code>/incomingwebhooks/&lt;id&gt;?token=&lt;token&gt;</code>.</p>",
     )
+
+
+@routes.get("/api/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI description of this API (chimebot/http/openapi.json)."""
+    return web.Response(body=OPENAPI.read_bytes(), content_type="application/json")
 
 
 @routes.get("/healthz")
