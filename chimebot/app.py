@@ -63,6 +63,7 @@ async def _start(app: web.Application) -> None:
     services = app[SERVICES]
     await services.start()
     link = await services.bootstrap()
+    await services.apply_config()
     if link:
         # Printed, not logged: the link is a credential and logs are kept and shipped.
         boot = services.config.bootstrap

@@ -42,12 +42,15 @@ class Services:
         await self.feed.start()
 
     async def bootstrap(self) -> str | None:
-        """Create the first account on an empty database (returning its sign-in link) and apply the
-        rooms and webhooks the config declares; one node at a time when several start together."""
+        """Create the first account on an empty database and return its sign-in link, else None."""
         async with self.store.exclusive(STARTUP_LOCK):
-            link = await self.accounts.bootstrap()
+            return await self.accounts.bootstrap()
+
+    async def apply_config(self) -> None:
+        """Apply the rooms and webhooks the config declares (the server does, at start; not the CLI,
+        which often runs without the config file and would take that as "declare nothing")."""
+        async with self.store.exclusive(STARTUP_LOCK):
             await self.incoming.apply_declarations(await self.accounts.operator(), self.config.rooms)
-        return link
 
     async def health(self) -> None:
         """Raise if this node cannot serve (its database does not answer)."""

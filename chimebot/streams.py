@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from chimebot.bus import Bus, Envelope, Subscription
 from chimebot.config import StreamConfig
 from chimebot.models import User
@@ -43,10 +46,10 @@ class Streams:
             async with self._store.snapshot() as conn:
                 head = await qm.last_event_id(conn)
                 rooms = await qr.room_ids_of(conn, user.id)
+                self._bus.settle(sub, rooms, head)
         except BaseException:
             self._bus.unsubscribe(sub)
             raise
-        self._bus.settle(sub, rooms, head)
         return sub, head
 
     def close(self, sub: Subscription) -> None:
@@ -58,32 +61,22 @@ class Streams:
     ) -> AsyncIterator[tuple[int, str]]:
         """Yield ``(event id, frame)`` for each event after ``since`` the client should have, in order.
 
-        A ``stream.reset`` frame (with the id to continue from) replaces the backlog when it is longer
-        than ``replay_limit`` or when ``since`` is newer than anything in the log (a restored or
-        replaced database): the client should then reload history through the REST API.
+        When ``since`` is newer than anything in the log (a restored or replaced database) or the
+        client missed more than ``replay_limit`` events, a ``stream.reset`` frame (with the id to
+        continue from) stands for the events up to the session's start, and the client should reload
+        history through the REST API; what came after still follows.
         """
         if since > head:
             yield head, control_frame(RESET, last_id=head, message="`since` is newer than the newest event")
-            return
-        async with self._store.read() as conn:
-            # Rooms left after `since` still owe the client their events up to the departure.
-            left = await qm.rooms_left_since(conn, user.id, since)
-        limit = self._config.replay_limit
-        if head - since > limit:  # ids are global, so this over-counts; count precisely only then
-            async with self._store.read() as conn:
-                missed = await qm.events_since(
-                    conn, since, limit=limit + 1, user_id=user.id, room_ids=sub.room_ids, left=left
-                )
-            if len(missed) > limit:
-                message = f"more than {limit} events were missed; reload history through the REST API"
-                yield head, control_frame(RESET, last_id=head, message=message)
-                return
+            since = head
+        elif head - since > self._config.replay_limit and await self._too_many(user, sub, since):
+            message = f"more than {self._config.replay_limit} events were missed; reload history through REST"
+            yield head, control_frame(RESET, last_id=head, message=message)
+            since = head
         last = since
         while True:
-            async with self._store.read() as conn:
-                rows = await qm.events_since(
-                    conn, last, limit=REPLAY_PAGE, user_id=user.id, room_ids=sub.room_ids, left=left
-                )
+            async with self._store.snapshot() as conn:
+                rows = await self._page(conn, user, sub, since, last, REPLAY_PAGE)
             for row in rows:
                 env = Envelope.from_row(row)
                 if env is not None:
@@ -91,3 +84,19 @@ class Streams:
             if len(rows) < REPLAY_PAGE:
                 return
             last = rows[-1]["event_id"]
+
+    async def _too_many(self, user: User, sub: Subscription, since: int) -> bool:
+        """Tell whether more than ``replay_limit`` events are owed (ids are global, so count them)."""
+        limit = self._config.replay_limit
+        async with self._store.snapshot() as conn:
+            return len(await self._page(conn, user, sub, since, since, limit + 1)) > limit
+
+    async def _page(
+        self, conn: AsyncConnection, user: User, sub: Subscription, since: int, after: int, limit: int
+    ) -> list[RowMapping]:
+        # Rooms left after `since` still owe the client their events up to the departure. They are
+        # read for every page, after copying the subscription's rooms: a leave that the bus has
+        # already applied (dropping the room) was committed before, so the log query sees it.
+        rooms = set(sub.room_ids)
+        left = await qm.rooms_left_since(conn, user.id, since)
+        return await qm.events_since(conn, after, limit=limit, user_id=user.id, room_ids=rooms, left=left)

@@ -124,8 +124,11 @@ def app_config(request: pytest.FixtureRequest, db_url: str) -> Config:
 
 
 @pytest.fixture
-async def app(aiohttp_client: Any, app_config: Config, tmp_path: Path) -> AsyncIterator[Harness]:
-    """The app started on a loopback port with a fake clock, bootstrapped, with an admin token."""
+async def app(app_config: Config, aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Harness]:
+    """The app started on a loopback port with a fake clock, bootstrapped, with an admin token.
+
+    ``app_config`` comes first so that its database outlives the server (fixtures end in reverse).
+    """
     clock = FakeClock()
     services = build_services(app_config, tmp_path, clock)
     client = await aiohttp_client(app_for(services))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import sys
 import uuid
 from pathlib import Path
 
@@ -234,6 +235,25 @@ async def test_webhooks_declared_in_config_keep_their_chime_url(app: Harness) ->
     assert regen.status == 409
     assert (await regen.json())["error"] == "declared_in_config"
 
+    # An admin command run without the config file must not take that as "nothing is declared".
+    data_dir = Path(app.services.config.database.url.removeprefix("sqlite:///")).parent
+    args = ["--data-dir", str(data_dir), "token", "create", "admin@localhost", "--json"]
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chimebot",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0, stderr.decode()
+    app.clock.advance(1)
+    again = await app.client.post(
+        "/incomingwebhooks/chime-id-1?token=kept-from-chime-0123456789", json={"Content": "still here"}
+    )
+    assert again.status == 200
+
 
 @pytest.fixture
 def app_config(request: pytest.FixtureRequest, db_url: str) -> Config:
@@ -289,6 +309,7 @@ async def test_a_webhook_dropped_from_the_config_is_deleted_at_the_next_start(
         await node.start()
         try:
             await node.bootstrap()
+            await node.apply_config()
         finally:
             await node.close()
 

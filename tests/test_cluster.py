@@ -32,8 +32,11 @@ class Node:
 
 
 @pytest.fixture
-async def cluster(aiohttp_client: Any, pg_database: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """A factory of nodes that share one PostgreSQL database and, optionally, one Redis prefix."""
+async def cluster(pg_database: str, aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """A factory of nodes that share one PostgreSQL database and, optionally, one Redis prefix.
+
+    The database is requested first so that it is dropped last, after the nodes have closed.
+    """
     prefix = f"chimebot-test-{uuid.uuid4().hex[:8]}"
     clock = FakeClock()
 

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from chimebot import streams
 from chimebot.models import Sender
 from tests.conftest import Harness
 
@@ -209,3 +210,43 @@ async def test_a_client_that_falls_behind_is_told_to_resume_and_loses_nothing(ap
         frames, _ = await frames_until_ready(ws)
     contents = [f["data"]["id"] for f in received + frames]
     assert sorted(contents) == sorted(ids) and len(set(contents)) == len(ids)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+async def test_a_room_left_while_the_backlog_is_sent_still_delivers_what_it_owes(
+    app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room_a, room_b = await app.room("a"), await app.room("b")
+    bob, bob_token = await app.user("bob@example.com")
+    for room_id in (room_a, room_b):
+        await app.client.post(
+            f"/api/v1/rooms/{room_id}/members", json={"email": bob.email}, headers=app.auth()
+        )
+    async with app.client.ws_connect("/api/v1/stream", headers=app.auth(bob_token)) as ws:
+        _, ready = await frames_until_ready(ws)
+    for i in range(505):  # more than one backlog page
+        await post(app, room_b, f"b{i}")
+    owed = [await post(app, room_a, f"a{i}") for i in range(5)]
+
+    # The real query, wrapped only to choose the moment: bob is removed from A while page 1 is sent.
+    real = streams.qm.events_since
+    pages = 0
+
+    async def removing_bob_after_the_first_page(conn: Any, since: int, **kw: Any) -> Any:
+        nonlocal pages
+        if kw.get("user_id") == bob.id:
+            pages += 1
+            if pages == 2:
+                resp = await app.client.delete(f"/api/v1/rooms/{room_a}/members/{bob.id}", headers=app.auth())
+                assert resp.status == 204
+        return await real(conn, since, **kw)
+
+    monkeypatch.setattr(streams.qm, "events_since", removing_bob_after_the_first_page)
+    async with app.client.ws_connect(
+        f"/api/v1/stream?since={ready['last_id']}", headers=app.auth(bob_token)
+    ) as ws:
+        frames, _ = await frames_until_ready(ws)
+    assert pages >= 2
+    received = [f["data"]["id"] for f in frames if f["type"] == "message.created"]
+    assert [m for m in received if m in owed] == owed
+    assert len(received) == len(set(received)) == 510

@@ -49,8 +49,8 @@ async def insert_room(conn: AsyncConnection, room: Room) -> None:
 async def room_by_id(conn: AsyncConnection, room_id: str, *, lock: bool = False) -> Room | None:
     """Find a room; ``lock`` holds its row until the transaction ends (PostgreSQL; SQLite locks the file)."""
     stmt = select(rooms).where(rooms.c.id == room_id)
-    if lock:
-        stmt = stmt.with_for_update()
+    if lock:  # NO KEY UPDATE: it still lets message inserts reference the room meanwhile
+        stmt = stmt.with_for_update(key_share=True)
     row = (await conn.execute(stmt)).mappings().first()
     return _room(row) if row else None
 
