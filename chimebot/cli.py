@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import json
 import sys
@@ -11,6 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from chimebot import __version__
 from chimebot.config import Config, ConfigError, load_config
@@ -106,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:
         print(f"chimebot: {exc.message}", file=sys.stderr)
         return 1
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"chimebot: cannot open the database: {_storage_hint(config)}{exc}", file=sys.stderr)
+        return 1
     if result is not None:
         if getattr(args, "json", False):
             print(json.dumps(result))
@@ -134,10 +140,34 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     config = replace(config, server=server)
     app = build_app(config, Path(args.data_dir))
     app.on_startup.append(_freeze_heap)
-    loop = _new_loop()
-    print(f"chimebot {__version__} listening on {server.base_url}", flush=True)
-    web.run_app(app, host=server.host, port=server.port, access_log_class=AccessLogger, print=None, loop=loop)
+    try:
+        web.run_app(
+            app,
+            host=server.host,
+            port=server.port,
+            access_log_class=AccessLogger,
+            print=lambda _: print(f"chimebot {__version__} listening on {server.base_url}", flush=True),
+            loop=_new_loop(),
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"chimebot: {server.host}:{server.port} is in use; pick another with --port", file=sys.stderr
+            )
+        else:
+            print(f"chimebot: cannot start: {_storage_hint(config)}{exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(
+            f"chimebot: cannot open the database: {_storage_hint(config)}{exc.orig or exc}", file=sys.stderr
+        )
+        return 1
     return 0
+
+
+def _storage_hint(config: Config) -> str:
+    """Name the setting to look at when the database cannot be reached."""
+    return "check [database] url; " if config.database.url else "check that the data directory is writable; "
 
 
 async def _freeze_heap(app: object) -> None:

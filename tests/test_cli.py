@@ -176,3 +176,19 @@ def test_migrate_on_postgresql(pg_database: str, tmp_path: Path) -> None:
     room = as_json(chimebot("admin", "create-room", "on-pg", "--config", str(config), "--json", cwd=tmp_path))
     assert room["name"] == "on-pg"
     assert not (tmp_path / "chimebot-data" / "chimebot.db").exists()
+
+
+def test_a_port_in_use_and_an_unreachable_database_are_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = chimebot("serve", "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is in use" in result.stderr and "Traceback" not in result.stderr
+    config = tmp_path / "pg.toml"
+    config.write_text('[database]\nurl = "postgresql://postgres@127.0.0.1:1/nowhere"\n')
+    for args in (["serve", "--port", str(free_port())], ["token", "create", "a@example.com", "--json"]):
+        result = chimebot("--config", str(config), *args, cwd=tmp_path)
+        assert result.returncode == 1, args
+        assert "check [database] url" in result.stderr and "Traceback" not in result.stderr, result.stderr
