@@ -5,6 +5,9 @@ Two reasons for one writer. Speed: a hand-off to the database costs far more tha
 previous commit ran, and every waiter is answered after its own row is durable. Order: events get
 their ids inside the transaction, and since transactions run one after another here, they are
 published in id order, which is what lets a stream client resume from `since=<id>` exactly.
+
+On SQLite a message batch runs right on the event loop (see ``BlockingSqlite``); on PostgreSQL it
+goes through the async engine, under an advisory lock that orders commits across nodes.
 """
 
 from __future__ import annotations
