@@ -96,11 +96,6 @@ class Rooms:
         async with self._store.read() as conn:
             return await q.rooms_of(conn, user.id)
 
-    async def room_ids_of(self, user: User) -> set[str]:
-        """Return the ids of the rooms a user is in."""
-        async with self._store.read() as conn:
-            return await q.room_ids_of(conn, user.id)
-
     async def get(self, actor: User, room_id: str) -> Room:
         """Return a room the actor is a member of."""
         async with self._store.read() as conn:

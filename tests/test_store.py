@@ -31,6 +31,7 @@ from chimebot.services import Services, build_services
 from chimebot.store import MIGRATIONS, Store, database_url, schema
 from chimebot.store import accounts as qa
 from chimebot.store import messages as qm
+from chimebot.store import rooms as qr
 from chimebot.store.batches import GuardFailed
 from chimebot.store.log import CommittedEvent, EventDraft
 from chimebot.store.writer import WriterClosed
@@ -90,6 +91,12 @@ class Recorder:
     def events(self) -> list[CommittedEvent]:
         """Every published event, in publication order."""
         return [e for batch in self.batches for e in batch]
+
+
+async def room_ids(services: Services, user_id: str) -> set[str]:
+    """The rooms a user is a member of, read from the database."""
+    async with services.store.read() as conn:
+        return await qr.room_ids_of(conn, user_id)
 
 
 def subscribe(services: Services, user_id: str, room_ids: list[str], limit: int) -> Subscription:
@@ -680,7 +687,7 @@ async def test_events_since_returns_room_events_with_messages_and_own_member_lef
     assert [r["event_id"] for r in await since(start, {alpha.id}, "nobody", limit=2)] == ids[:2]
 
     # Bob left: he is in no room, yet still sees his own member.left, and nothing after it.
-    assert await rooms.room_ids_of(bob) == set()
+    assert await room_ids(services, bob.id) == set()
     bob_rows = await since(ids[3], set(), bob.id)
     assert [(r["type"], r["event_id"]) for r in bob_rows] == [(MEMBER_LEFT, ids[4])]
     assert json.loads(bob_rows[0]["payload"]) == {
@@ -699,7 +706,7 @@ async def test_events_since_returns_room_events_with_messages_and_own_member_lef
         assert await qm.rooms_left_since(conn, bob.id, ids[4]) == {}
 
     # The admin, in both rooms, sees both rooms interleaved in id order.
-    both = await since(start, await rooms.room_ids_of(admin), admin.id)
+    both = await since(start, await room_ids(services, admin.id), admin.id)
     assert [r["event_room_id"] for r in both].count(beta.id) == 2
     both_ids = [r["event_id"] for r in both]
     assert both_ids == sorted(both_ids) and len(both_ids) == 8
