@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from difflib import get_close_matches
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from webhooks import chime
 
@@ -111,6 +112,65 @@ class BootstrapConfig:
     signin_link_ttl_minutes: int = _key(1440, lambda n: n > 0, "an integer > 0")
 
 
+def _zone(name: str) -> bool:
+    """A check for an IANA time zone name that this machine knows."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsConfig:
+    """Defaults for users and accounts, and how sign-in is protected."""
+
+    # The license new users get (Amazon Chime made invited users Pro); admins change it per user.
+    default_license: Literal["basic", "pro"] = "pro"
+    # Zone of new accounts: the usage report counts days and months in the account's zone.
+    default_time_zone: str = _key("UTC", _zone, "an IANA time zone name like Europe/Berlin")
+    invitation_ttl_hours: int = _key(168, lambda n: n > 0, "an integer > 0")
+    password_min_length: int = _key(10, lambda n: 8 <= n <= 128, "an integer from 8 to 128")
+    # Password sign-in attempts allowed per window, per address and per account.
+    signin_attempts_per_address: int = _key(5, lambda n: n >= 1, "an integer >= 1")
+    signin_attempts_per_account: int = _key(50, lambda n: n >= 1, "an integer >= 1")
+    signin_window_minutes: float = _key(15.0, _positive, "a number > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """Outgoing mail; with no host, messages are written to an outbox folder instead."""
+
+    host: str = ""
+    port: int = _key(587, lambda n: 1 <= n <= 65535, "an integer from 1 to 65535")
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: str | None = _key(
+        None,
+        lambda s: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s),
+        "the name of an environment variable, like CHIMEBOT_SMTP_PASSWORD",
+    )
+    # Not a TOML key: read from the variable `password_env` names; kept out of repr.
+    password: str = _key("", lambda s: True, "a password", env="password_env", repr=False)
+    from_address: str = _key(
+        "chimebot@localhost",
+        lambda s: s.count("@") == 1 and all(part.strip() for part in s.split("@")),
+        "an email address like chimebot@example.com",
+    )
+    timeout_seconds: float = _key(10.0, _positive, "a number > 0")
+    # Where messages go without a host; "" means the "outbox" folder in the data directory.
+    outbox_dir: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BillingConfig:
+    """Prices of the usage report: Pro is charged per active day, capped per user and month."""
+
+    price_per_day: float = _key(3.0, lambda x: 0 <= x < math.inf, "a number >= 0")
+    monthly_cap: float = _key(15.0, lambda x: 0 <= x < math.inf, "a number >= 0")
+    currency: str = _key("USD", lambda s: re.fullmatch(r"[A-Z]{3}", s), "a 3-letter ISO 4217 code")
+
+
 @dataclass(frozen=True, slots=True)
 class WebhooksConfig:
     """Limits for incoming webhooks."""
@@ -179,6 +239,9 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 
 _POOL_BYTES = 4000  # random bytes fetched per system call, enough for 400 ids
@@ -43,3 +44,18 @@ def new_id() -> str:
     )
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_digits(count: int) -> str:
+    """Return ``count`` random decimal digits, the first never 0 (meeting ids and PINs are dialled)."""
+    return str(secrets.randbelow(9) + 1) + "".join(str(secrets.randbelow(10)) for _ in range(count - 1))
+
+
+def new_meeting_id() -> str:
+    """Return a new 10-digit meeting id."""
+    return new_digits(10)
+
+
+def new_pin() -> str:
+    """Return a new 6-digit personal PIN."""
+    return new_digits(6)

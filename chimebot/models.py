@@ -10,6 +10,10 @@ from typing import Any, Literal
 
 MessageFormat = Literal["text", "markdown", "code"]
 SenderKind = Literal["user", "webhook", "bot"]
+License = Literal["basic", "pro"]
+RegistrationStatus = Literal["unregistered", "registered", "suspended"]
+InvitationStatus = Literal["pending", "accepted", "failed"]
+AccountType = Literal["team", "enterprise"]
 
 
 def iso(moment: datetime) -> str:
@@ -27,15 +31,77 @@ class User:
     email: str
     display_name: str
     is_admin: bool
+    license: License = "pro"
+    registration_status: RegistrationStatus = "registered"
 
     def to_json(self) -> dict[str, Any]:
-        """The user as the API shows it."""
+        """The user as other users see it."""
         return {
             "id": self.id,
             "account_id": self.account_id,
             "email": self.email,
             "display_name": self.display_name,
             "is_admin": self.is_admin,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Everything an administrator (or the user) sees about a user, with SPEC section 1's fields."""
+
+    user: User
+    full_name: str
+    invitation_status: InvitationStatus
+    failure_reason: str | None
+    invited_on: datetime | None
+    registered_on: datetime | None
+    personal_meeting_id: str
+    personal_pin: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The profile as the API shows it."""
+        user = self.user
+        return {
+            "id": user.id,
+            "account_id": user.account_id,
+            "primary_email": user.email,
+            "full_name": self.full_name,
+            "display_name": user.display_name,
+            "is_admin": user.is_admin,
+            "license": user.license,
+            "invitation_status": self.invitation_status,
+            "failure_reason": self.failure_reason,
+            "registration_status": user.registration_status,
+            "invited_on": iso(self.invited_on) if self.invited_on else None,
+            "registered_on": iso(self.registered_on) if self.registered_on else None,
+            "personal_meeting_id": self.personal_meeting_id,
+            "personal_pin": self.personal_pin,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An organisation: its users, rooms and settings."""
+
+    id: str
+    name: str
+    type: AccountType
+    remote_control: bool
+    dial_out: bool
+    time_zone: str
+    domains: tuple[str, ...]
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The account as the API shows it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "settings": {"remote_control": self.remote_control, "dial_out": self.dial_out},
+            "time_zone": self.time_zone,
+            "domains": list(self.domains),
+            "created_at": iso(self.created_at),
         }
 
 

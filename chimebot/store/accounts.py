@@ -8,12 +8,21 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chimebot.ids import new_meeting_id, new_pin
 from chimebot.models import User
 from chimebot.store.schema import accounts, api_tokens, signin_links, users
 
 
 def _user(row: RowMapping) -> User:
-    return User(row["id"], row["account_id"], row["email"], row["display_name"], bool(row["is_admin"]))
+    return User(
+        row["id"],
+        row["account_id"],
+        row["email"],
+        row["display_name"],
+        bool(row["is_admin"]),
+        row["license"],
+        row["registration_status"],
+    )
 
 
 async def count_accounts(conn: AsyncConnection) -> int:
@@ -26,15 +35,24 @@ async def insert_account(conn: AsyncConnection, account_id: str, name: str, at: 
     await conn.execute(accounts.insert().values(id=account_id, name=name, type="team", created_at=at))
 
 
-async def insert_user(conn: AsyncConnection, user: User, at: datetime) -> None:
-    """Create a user; the address must already be lower-case."""
+async def insert_user(
+    conn: AsyncConnection, user: User, at: datetime, *, full_name: str | None = None
+) -> None:
+    """Create a user with a new personal meeting id and PIN; the address must already be lower-case."""
+    registered = user.registration_status == "registered"
     await conn.execute(
         users.insert().values(
             id=user.id,
             account_id=user.account_id,
             email=user.email,
             display_name=user.display_name,
+            full_name=user.email if full_name is None else full_name,
             is_admin=user.is_admin,
+            license=user.license,
+            registration_status=user.registration_status,
+            registered_on=at if registered else None,
+            personal_meeting_id=new_meeting_id(),
+            personal_pin=new_pin(),
             created_at=at,
         )
     )

@@ -62,7 +62,20 @@ accounts = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("name", String(200), nullable=False),
-    Column("type", String(20), nullable=False, server_default="team"),
+    Column("type", String(20), nullable=False, server_default="team"),  # team | enterprise
+    Column("remote_control", Boolean(), nullable=False, server_default="1"),
+    Column("dial_out", Boolean(), nullable=False, server_default="1"),
+    # IANA zone that days and months of the usage report are counted in.
+    Column("time_zone", String(64), nullable=False, server_default="UTC"),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# A claimed domain belongs to one account: the primary key makes a second claim fail.
+account_domains = Table(
+    "account_domains",
+    metadata,
+    Column("domain", String(253), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -74,8 +87,33 @@ users = Table(
     # Stored lower-cased: addresses are compared case-insensitively everywhere.
     Column("email", String(320), nullable=False, unique=True),
     Column("display_name", String(200), nullable=False),
+    Column("full_name", String(200), nullable=False),
     Column("is_admin", Boolean(), nullable=False, server_default="0"),
+    Column("license", String(10), nullable=False, server_default="pro"),  # basic | pro
+    Column("registration_status", String(12), nullable=False, server_default="registered"),
+    Column("registered_on", UTCDateTime(), nullable=True),
+    Column("personal_meeting_id", String(10), nullable=False, unique=True),
+    Column("personal_pin", String(10), nullable=False),
+    # scrypt, as "scrypt$n$r$p$salt$hash"; absent until the person sets a password.
+    Column("password_hash", String(200), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# One invitation per account and user: inviting again renews it (new link, pending again).
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("status", String(10), nullable=False),  # pending | accepted | failed
+    Column("failure_reason", Text(), nullable=True),
+    Column("invited_by", String(36), nullable=True),  # None: the person signed up (claimed domain)
+    Column("invited_on", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("accepted_on", UTCDateTime(), nullable=True),
+    UniqueConstraint("account_id", "user_id", name="uq_invitations_account_user"),
 )
 
 api_tokens = Table(
@@ -164,4 +202,56 @@ webhooks = Table(
     Column("from_config", Boolean(), nullable=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("room_id", "name", name="uq_webhooks_room_name"),
+)
+
+# Meetings, as far as accounts and billing need them; the meetings issue extends this table.
+meetings = Table(
+    "meetings",
+    metadata,
+    Column("id", String(10), primary_key=True),  # 10 digits
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("host_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(12), nullable=False),  # instant | scheduled
+    Column("topic", String(200), nullable=False),
+    Column("start_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime(), nullable=True),
+    Column("attendee_count", Integer(), nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_meetings_account_start", "account_id", "start_at"),
+)
+
+# What makes a day an active Pro day (SPEC 1), with the license the user held at that moment.
+pro_activity = Table(
+    "pro_activity",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # scheduled_meeting | large_meeting | recording | dial_in
+    Column("kind", String(20), nullable=False),
+    Column("meeting_id", String(10), nullable=True),
+    Column("license", String(10), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_pro_activity_account_at", "account_id", "at"),
+    sqlite_autoincrement=True,
+)
+
+# Append-only: nothing updates or deletes rows here.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("account_id", String(36), nullable=True),
+    Column("actor_id", String(36), nullable=True),
+    Column("actor", String(320), nullable=False),  # an address, "config", or "anonymous"
+    Column("source", String(10), nullable=False),  # api | cli | config
+    Column("address", String(64), nullable=True),  # the client's IP address for the API
+    Column("action", String(80), nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("outcome", String(10), nullable=False),  # ok | refused | failed
+    Column("status", Integer(), nullable=True),  # the HTTP status, for the API
+    Column("detail", Text(), nullable=True),
+    Index("ix_audit_log_account_id", "account_id", "id"),
+    sqlite_autoincrement=True,
 )
