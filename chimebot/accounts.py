@@ -1,40 +1,78 @@
-"""Accounts and sign-in: the first-start bootstrap, one-time sign-in links and personal API tokens."""
+"""Accounts: the first-start bootstrap, new accounts, their settings and their claimed domains."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from typing import Any, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from chimebot import secrets
 from chimebot.clock import Clock
-from chimebot.config import BootstrapConfig
-from chimebot.errors import Invalid, NotFound, Unauthorized
+from chimebot.config import AccountsConfig, BootstrapConfig
+from chimebot.errors import Conflict, Invalid, NotFound
 from chimebot.ids import new_id
-from chimebot.models import User, iso
+from chimebot.models import Account, AccountType, User
 from chimebot.store import Store
 from chimebot.store import accounts as q
 
+# A DNS name: labels of letters, digits and hyphens, at least two of them.
+_DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+# An address: a local part, then a host name (one label is allowed: admin@localhost is the default).
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_EMAIL = re.compile(rf"[^@\s\x00-\x1f]{{1,64}}@({_LABEL}\.)*{_LABEL}")
+
+
+def normalise_email(raw: str) -> str:
+    """Lower-case and check an address; raise Invalid naming it when it cannot be one."""
+    email = raw.strip().lower()
+    if len(email) > 320 or not _EMAIL.fullmatch(email):
+        raise Invalid(f"{raw[:100]!r} is not an email address like name@example.com")
+    return email
+
+
+def check_name(value: str, what: str, max_len: int = 200) -> str:
+    """Strip a name and check it is 1 to ``max_len`` characters."""
+    value = value.strip()
+    if not 1 <= len(value) <= max_len:
+        raise Invalid(f"{what} must be 1 to {max_len} characters")
+    return value
+
 
 class Accounts:
-    """Who is who: users, their tokens, and how they sign in."""
+    """Accounts and the users who run them."""
 
-    def __init__(self, store: Store, clock: Clock, bootstrap: BootstrapConfig, base_url: str) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, bootstrap: BootstrapConfig, defaults: AccountsConfig
+    ) -> None:
         self._store = store
         self._clock = clock
         self._bootstrap = bootstrap
-        self._base_url = base_url
+        self._defaults = defaults
 
-    async def bootstrap(self) -> str | None:
-        """On an empty database create the account and its admin; return a sign-in link, else None."""
-        now = self._clock.now()
+    async def bootstrap(self) -> User | None:
+        """On an empty database create the account and its admin and return the admin, else None."""
         async with self._store.transaction() as conn:
             if await q.count_accounts(conn):
                 return None
-            account_id = new_id()
-            await q.insert_account(conn, account_id, self._bootstrap.account_name, now)
-            email = self._bootstrap.admin_email.lower()
-            admin = User(new_id(), account_id, email, email, True)
+        _, admin = await self.create(self._bootstrap.account_name, "team", self._bootstrap.admin_email)
+        return admin
+
+    async def create(self, name: str, kind: str, admin_email: str) -> tuple[Account, User]:
+        """Create an account with a new administrator (Pro, registered; they sign in with a link)."""
+        name = check_name(name, "an account name", 100)
+        if kind not in get_args(AccountType):
+            raise Invalid("an account type is `team` or `enterprise`")
+        email = normalise_email(admin_email)
+        now = self._clock.now()
+        account_id = new_id()
+        async with self._store.transaction() as conn:
+            if await q.user_by_email(conn, email):
+                raise Conflict(f"{email} already has a user; invite it to the account instead")
+            await q.create_account(conn, account_id, name, kind, self._defaults.default_time_zone, now)
+            admin = User(new_id(), account_id, email, email, True, "pro", "registered")
             await q.insert_user(conn, admin, now)
-        return await self.signin_link(admin.email)
+            account = await q.account_by_id(conn, account_id)
+        assert account is not None
+        return account, admin
 
     async def operator(self) -> User:
         """The account administrator that command-line actions are made as."""
@@ -52,57 +90,79 @@ class Accounts:
             raise NotFound(f"no user has the address {email!r}")
         return user
 
-    async def signin_link(self, email: str) -> str:
-        """Create a one-time sign-in link for a user, valid for the configured time."""
-        user = await self.user(email)
-        token = secrets.new_token()
-        expires = self._clock.now() + timedelta(minutes=self._bootstrap.signin_link_ttl_minutes)
-        async with self._store.transaction() as conn:
-            await q.insert_signin_link(conn, secrets.token_hash(token), user.id, expires)
-        return f"{self._base_url}/signin/{token}"
-
-    async def signin_link_usable(self, token: str) -> bool:
-        """Tell whether a sign-in link can still be used, without using it."""
+    async def get(self, account_id: str) -> Account:
+        """An account by id."""
         async with self._store.read() as conn:
-            return await q.signin_link_usable(conn, secrets.token_hash(token), self._clock.now())
+            account = await q.account_by_id(conn, account_id)
+        if account is None:
+            raise NotFound(f"there is no account {account_id!r}")
+        return account
 
-    async def redeem_signin_link(self, token: str) -> tuple[User, str]:
-        """Use a sign-in link once: return its user and a new personal API token."""
+    async def update(self, admin: User, changes: dict[str, Any]) -> Account:
+        """Change the administrator's account: name, type, time zone, remote_control, dial_out."""
+        values: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "name":
+                values["name"] = check_name(value, "an account name", 100)
+            elif key == "type":
+                if value not in get_args(AccountType):
+                    raise Invalid("`type` must be `team` or `enterprise`")
+                values["type"] = value
+            elif key == "time_zone":
+                values["time_zone"] = _zone(value)
+            elif key in ("remote_control", "dial_out"):
+                values[key] = value
+            else:
+                raise Invalid(f"`{key}` is not an account setting")
         async with self._store.transaction() as conn:
-            user_id = await q.consume_signin_link(conn, secrets.token_hash(token), self._clock.now())
-            user = await q.user_by_id(conn, user_id) if user_id else None
-        if user is None:
-            raise NotFound("this sign-in link is unknown, already used or expired; ask for a new one")
-        return user, await self.create_token(user, "sign-in link")
+            current = await q.account_by_id(conn, admin.account_id)
+            if current is None:
+                raise NotFound("your account no longer exists")
+            if values.get("type") == "team" and current.domains:
+                raise Conflict("release the claimed domains before making this a team account")
+            if values:
+                await q.update_account(conn, admin.account_id, values)
+            account = await q.account_by_id(conn, admin.account_id)
+        assert account is not None
+        return account
 
-    async def create_token(self, user: User, name: str) -> str:
-        """Create a personal API token for a user; the token itself is returned once, never stored."""
-        name = name.strip()
-        if not 1 <= len(name) <= 100:
-            raise Invalid("a token name must be 1 to 100 characters")
-        token = secrets.new_token()
+    async def claim_domain(self, admin: User, domain: str) -> Account:
+        """Claim a domain for an enterprise account: people signing up with it join the account."""
+        domain = domain.strip().lower().rstrip(".")
+        if not _DOMAIN.fullmatch(domain):
+            raise Invalid(f"{domain[:100]!r} is not a domain name like example.com")
         async with self._store.transaction() as conn:
-            await q.insert_token(conn, new_id(), user.id, name, secrets.token_hash(token), self._clock.now())
-        return token
+            account = await q.account_by_id(conn, admin.account_id)
+            if account is None:
+                raise NotFound("your account no longer exists")
+            if account.type != "enterprise":
+                raise Conflict("only enterprise accounts claim domains; change the account type first")
+            owner = await q.domain_owner(conn, domain)
+            if owner == account.id:
+                return account
+            if owner is not None:
+                raise Conflict(f"{domain} is claimed by another account")
+            await q.claim_domain(conn, domain, account.id, self._clock.now())
+            claimed = await q.account_by_id(conn, account.id)
+        assert claimed is not None
+        return claimed
 
-    async def tokens(self, user: User) -> list[dict[str, str]]:
-        """List a user's tokens (never their values)."""
+    async def release_domain(self, admin: User, domain: str) -> None:
+        """Give up a claimed domain."""
+        async with self._store.transaction() as conn:
+            if not await q.release_domain(conn, domain.strip().lower(), admin.account_id):
+                raise NotFound(f"your account has not claimed {domain[:100]!r}")
+
+    async def claimant(self, email: str) -> str | None:
+        """The id of the account that claims an address's domain, if one does."""
         async with self._store.read() as conn:
-            rows = await q.tokens_of(conn, user.id)
-        return [{"id": r["id"], "name": r["name"], "created_at": iso(r["created_at"])} for r in rows]
+            return await q.domain_owner(conn, email.rpartition("@")[2])
 
-    async def revoke_token(self, user: User, token_id: str) -> None:
-        """Delete one of a user's tokens."""
-        async with self._store.transaction() as conn:
-            if not await q.delete_token(conn, user.id, token_id):
-                raise NotFound(f"you have no token with id {token_id!r}")
 
-    async def authenticate(self, token: str | None) -> User:
-        """Return the user a bearer token belongs to."""
-        if not token:
-            raise Unauthorized("send a personal API token as `Authorization: Bearer <token>`")
-        async with self._store.read() as conn:
-            user = await q.user_by_token_hash(conn, secrets.token_hash(token))
-        if user is None:
-            raise Unauthorized("this API token is unknown or was revoked")
-        return user
+def _zone(value: str) -> str:
+    """Check an IANA time zone name."""
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise Invalid(f"{value[:64]!r} is not a time zone; use an IANA name like Europe/Berlin") from None
+    return value

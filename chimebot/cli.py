@@ -214,7 +214,7 @@ def _print_human(result: Any) -> None:
 
 
 async def _token_create(svc: Services, args: argparse.Namespace) -> dict[str, str]:
-    return {"token": await svc.accounts.create_token(await svc.accounts.user(args.email), args.name)}
+    return {"token": await svc.signin.create_token(await svc.accounts.user(args.email), args.name)}
 
 
 async def _create_room(svc: Services, args: argparse.Namespace) -> dict[str, str]:
@@ -224,7 +224,7 @@ async def _create_room(svc: Services, args: argparse.Namespace) -> dict[str, str
 
 
 async def _signin_link(svc: Services, args: argparse.Namespace) -> dict[str, str]:
-    return {"url": await svc.accounts.signin_link(args.email)}
+    return {"url": await svc.signin.signin_link(await svc.accounts.user(args.email))}
 
 
 async def _webhook_create(svc: Services, args: argparse.Namespace) -> dict[str, Any]:

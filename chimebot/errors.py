@@ -44,7 +44,8 @@ class ProRequired(Forbidden):
 
     def __init__(self, feature: str) -> None:
         super().__init__(
-            f"{feature} needs a Pro license; an administrator of your account can assign Pro to you."
+            f"{feature[:1].upper()}{feature[1:]} needs a Pro license; you have Basic. "
+            "An administrator of your account can assign Pro to you."
         )
         self.feature = feature
 

@@ -55,8 +55,8 @@ class Profile:
     failure_reason: str | None
     invited_on: datetime | None
     registered_on: datetime | None
-    personal_meeting_id: str
-    personal_pin: str
+    personal_meeting_id: str | None
+    personal_pin: str | None
 
     def to_json(self) -> dict[str, Any]:
         """The profile as the API shows it."""

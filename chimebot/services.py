@@ -8,16 +8,23 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from chimebot.accounts import Accounts
+from chimebot.audit import Audit, Entry
 from chimebot.bus import Bus
 from chimebot.clock import Clock, SystemClock
 from chimebot.cluster import RedisDoorbell, RedisTokenBuckets
 from chimebot.config import Config
 from chimebot.feed import Feed
 from chimebot.incoming import IncomingWebhooks
+from chimebot.invitations import Invitations
+from chimebot.mail import Mailer, build_mailer
+from chimebot.meetings import Meetings
 from chimebot.ratelimit import RateLimiter, TokenBuckets
 from chimebot.rooms import Rooms
+from chimebot.signin import SignIn
 from chimebot.store import STARTUP_LOCK, Store, database_url
 from chimebot.streams import Streams
+from chimebot.usage import Usage
+from chimebot.users import Users
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,13 @@ class Services:
     bus: Bus
     feed: Feed
     accounts: Accounts
+    signin: SignIn
+    invitations: Invitations
+    users: Users
+    meetings: Meetings
+    usage: Usage
+    audit: Audit
+    mailer: Mailer
     rooms: Rooms
     incoming: IncomingWebhooks
     streams: Streams
@@ -44,7 +58,11 @@ class Services:
     async def bootstrap(self) -> str | None:
         """Create the first account on an empty database and return its sign-in link, else None."""
         async with self.store.exclusive(STARTUP_LOCK):
-            return await self.accounts.bootstrap()
+            admin = await self.accounts.bootstrap()
+        if admin is None:
+            return None
+        await self.audit.record(Entry.by(admin, source="config", action="account.bootstrap", outcome="ok"))
+        return await self.signin.signin_link(admin)
 
     async def apply_config(self) -> None:
         """Apply the rooms and webhooks the config declares (the server does, at start; not the CLI,
@@ -72,23 +90,47 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
     store = Store.open(database_url(db.url, data_dir), synchronous=db.synchronous, pool_size=db.pool_size)
     bus = Bus()
     redis = aioredis.from_url(config.redis.url) if config.redis.url else None
-    limiter: RateLimiter
-    if redis is None:
-        limiter = TokenBuckets(hooks.rate_per_second, hooks.burst, clock)
-        doorbell = None
-    else:
-        limiter = RedisTokenBuckets(redis, config.redis.prefix, hooks.rate_per_second, hooks.burst, clock)
-        doorbell = RedisDoorbell(redis, config.redis.prefix)
+    limits = config.accounts
+    window = limits.signin_window_minutes * 60
+
+    def buckets(rate: float, burst: int) -> RateLimiter:
+        """Token buckets in this process, or in Redis so that every node counts the same requests."""
+        if redis is None:
+            return TokenBuckets(rate, burst, clock)
+        return RedisTokenBuckets(redis, config.redis.prefix, rate, burst, clock)
+
+    limiter = buckets(hooks.rate_per_second, hooks.burst)
+    doorbell = None if redis is None else RedisDoorbell(redis, config.redis.prefix)
     feed = Feed(store, bus, poll_seconds=config.stream.poll_seconds, doorbell=doorbell)
     store.writer.on_commit = feed.on_commit
     rooms = Rooms(store, clock)
+    usage = Usage(store, clock, config.billing)
+    mailer = build_mailer(config.smtp, data_dir)
+    base_url = config.server.base_url
+    signin = SignIn(
+        store,
+        clock,
+        base_url,
+        config.bootstrap.signin_link_ttl_minutes,
+        per_address=buckets(limits.signin_attempts_per_address / window, limits.signin_attempts_per_address),
+        per_account=buckets(limits.signin_attempts_per_account / window, limits.signin_attempts_per_account),
+    )
     return Services(
         config=config,
         clock=clock,
         store=store,
         bus=bus,
         feed=feed,
-        accounts=Accounts(store, clock, config.bootstrap, config.server.base_url),
+        accounts=Accounts(store, clock, config.bootstrap, config.accounts),
+        signin=signin,
+        invitations=Invitations(
+            store, clock, mailer, config.accounts, base_url=base_url, sender=config.smtp.from_address
+        ),
+        users=Users(store, clock),
+        meetings=Meetings(store, clock, usage),
+        usage=usage,
+        audit=Audit(store, clock),
+        mailer=mailer,
         rooms=rooms,
         incoming=IncomingWebhooks(store, rooms, clock, hooks, limiter),
         streams=Streams(store, bus, config.stream),

@@ -114,7 +114,7 @@ class Harness:
         user = User(str(uuid.uuid4()), self.admin.account_id, email.lower(), email.lower(), admin)
         async with self.services.store.transaction() as conn:
             await q.insert_user(conn, user, datetime.now(UTC))
-        return user, await self.services.accounts.create_token(user, "test")
+        return user, await self.services.signin.create_token(user, "test")
 
 
 @pytest.fixture
@@ -133,5 +133,5 @@ async def app(app_config: Config, aiohttp_client: Any, tmp_path: Path) -> AsyncI
     services = build_services(app_config, tmp_path, clock)
     client = await aiohttp_client(app_for(services))
     admin = await services.accounts.operator()
-    token = await services.accounts.create_token(admin, "test")
+    token = await services.signin.create_token(admin, "test")
     yield Harness(client, services, clock, admin, token)

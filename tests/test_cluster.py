@@ -55,7 +55,7 @@ async def cluster(pg_database: str, aiohttp_client: Any, tmp_path: Path) -> Asyn
 async def setup_room(node: Node) -> tuple[str, dict[str, Any], str]:
     """Create a room and a webhook on a node; return (token, webhook, room id)."""
     admin = await node.services.accounts.operator()
-    token = await node.services.accounts.create_token(admin, "test")
+    token = await node.services.signin.create_token(admin, "test")
     room = await node.services.rooms.create(admin, f"room-{uuid.uuid4().hex[:6]}")
     hook, hook_token = await node.services.incoming.create(admin, room.id, "CI")
     return token, {"id": hook.id, "token": hook_token}, room.id

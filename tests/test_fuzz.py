@@ -564,9 +564,10 @@ class World:
         resp = await app.client.get(f"/api/v1/rooms/{room_id}/messages?limit=1", headers=app.auth())
         cursor = (await resp.json())["next_cursor"]
         spare = f"fuzz-spare-{self.builds}"
-        await app.services.accounts.create_token(app.admin, spare)
-        [token_id] = [t["id"] for t in await app.services.accounts.tokens(app.admin) if t["name"] == spare]
-        link = await app.services.accounts.signin_link(MEMBER_EMAIL)
+        await app.services.signin.create_token(app.admin, spare)
+        [token_id] = [t["id"] for t in await app.services.signin.tokens(app.admin) if t["name"] == spare]
+        member = await app.services.accounts.user(MEMBER_EMAIL)
+        link = await app.services.signin.signin_link(member)
         self.values = {
             "room_id": room_id,
             "other_room_id": other_room_id,

@@ -68,7 +68,7 @@ async def services(db_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterat
     services = build_services(make_config(db_url), tmp_path, clock)
     await services.start()
     try:
-        await services.accounts.bootstrap()
+        await services.bootstrap()
         yield services
     finally:
         await services.close()
@@ -468,10 +468,10 @@ async def test_utc_datetime_round_trips_aware_and_refuses_naive(store: Store) ->
 
 
 async def test_signin_link_is_consumed_once_under_racing_redemptions(services: Services) -> None:
-    accounts = services.accounts
-    admin = await accounts.operator()
+    accounts = services.signin
+    admin = await services.accounts.operator()
     for _ in range(5):
-        token = token_of(await accounts.signin_link(admin.email))
+        token = token_of(await accounts.signin_link(admin))
         results = await asyncio.gather(
             *(accounts.redeem_signin_link(token) for _ in range(3)), return_exceptions=True
         )
@@ -493,13 +493,13 @@ async def test_signin_link_is_consumed_once_under_racing_redemptions(services: S
 
 
 async def test_expired_signin_link_cannot_be_used(services: Services, clock: FakeClock) -> None:
-    accounts = services.accounts
-    admin = await accounts.operator()
+    accounts = services.signin
+    admin = await services.accounts.operator()
     ttl = services.config.bootstrap.signin_link_ttl_minutes * 60
-    expiring = token_of(await accounts.signin_link(admin.email))
+    expiring = token_of(await accounts.signin_link(admin))
     clock.advance(ttl - 1)
     assert await accounts.signin_link_usable(expiring)
-    fresh = token_of(await accounts.signin_link(admin.email))
+    fresh = token_of(await accounts.signin_link(admin))
 
     clock.advance(1)  # exactly at expiry: no longer valid
     assert not await accounts.signin_link_usable(expiring)

@@ -22,7 +22,7 @@ async def list_tokens(request: web.Request) -> web.Response:
     """The caller's API tokens (names and dates, never values)."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    return web.json_response({"tokens": await svc.accounts.tokens(user)})
+    return web.json_response({"tokens": await svc.signin.tokens(user)})
 
 
 @routes.post("/api/v1/tokens")
@@ -31,7 +31,7 @@ async def create_token(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
     name = field(await json_object(request), "name", str, default="api")
-    return web.json_response({"token": await svc.accounts.create_token(user, name)}, status=201)
+    return web.json_response({"token": await svc.signin.create_token(user, name)}, status=201)
 
 
 @routes.delete("/api/v1/tokens/{token_id}")
@@ -39,7 +39,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     """Revoke one of the caller's tokens."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    await svc.accounts.revoke_token(user, path_id(request, "token_id"))
+    await svc.signin.revoke_token(user, path_id(request, "token_id"))
     return web.Response(status=204)
 
 

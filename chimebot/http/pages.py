@@ -60,7 +60,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def signin_form(request: web.Request) -> web.Response:
     """Show a button that uses the link; a GET never uses it, so link previews cannot burn it."""
     svc = request.app[SERVICES]
-    if not await svc.accounts.signin_link_usable(path_id(request, "token")):
+    if not await svc.signin.signin_link_usable(path_id(request, "token")):
         return _page(
             "Sign-in link not usable",
             "<p>This link is unknown, already used or expired. "
@@ -78,7 +78,7 @@ async def signin_form(request: web.Request) -> web.Response:
 async def signin(request: web.Request) -> web.Response:
     """Use a sign-in link once and show the personal API token it creates (JSON if asked for)."""
     svc = request.app[SERVICES]
-    user, token = await svc.accounts.redeem_signin_link(path_id(request, "token"))
+    user, token = await svc.signin.redeem_signin_link(path_id(request, "token"))
     if "application/json" in request.headers.get("Accept", ""):
         return web.json_response(
             {"user": user.to_json(), "token": token}, headers={"Cache-Control": "no-store"}

@@ -34,7 +34,7 @@ def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | No
 
 async def current_user(request: web.Request, services: Services, *, allow_query: bool = False) -> User:
     """Authenticate the caller by their personal API token."""
-    return await services.accounts.authenticate(bearer_token(request, allow_query=allow_query))
+    return await services.signin.authenticate(bearer_token(request, allow_query=allow_query))
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:

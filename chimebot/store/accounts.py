@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chimebot.ids import new_meeting_id, new_pin
-from chimebot.models import User
-from chimebot.store.schema import accounts, api_tokens, signin_links, users
+from chimebot.ids import new_id, new_meeting_id, new_pin
+from chimebot.models import Account, Profile, User
+from chimebot.store.schema import account_domains, accounts, api_tokens, invitations, signin_links, users
 
 
 def _user(row: RowMapping) -> User:
@@ -144,3 +145,216 @@ async def signin_link_usable(conn: AsyncConnection, token_hash: str, now: dateti
         signin_links.c.expires_at > now,
     )
     return (await conn.execute(stmt)).first() is not None
+
+
+# -- accounts and claimed domains ------------------------------------------------------------------
+
+
+async def account_by_id(conn: AsyncConnection, account_id: str) -> Account | None:
+    """An account with its claimed domains."""
+    row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).mappings().first()
+    if row is None:
+        return None
+    stmt = select(account_domains.c.domain).where(account_domains.c.account_id == account_id)
+    domains = tuple(sorted((await conn.execute(stmt)).scalars()))
+    return Account(
+        row["id"],
+        row["name"],
+        row["type"],
+        bool(row["remote_control"]),
+        bool(row["dial_out"]),
+        row["time_zone"],
+        domains,
+        row["created_at"],
+    )
+
+
+async def create_account(
+    conn: AsyncConnection, account_id: str, name: str, kind: str, time_zone: str, at: datetime
+) -> None:
+    """Create an account of a type (team or enterprise) in a time zone."""
+    await conn.execute(
+        accounts.insert().values(id=account_id, name=name, type=kind, time_zone=time_zone, created_at=at)
+    )
+
+
+async def update_account(conn: AsyncConnection, account_id: str, values: dict[str, Any]) -> None:
+    """Change an account's name, type or settings."""
+    await conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
+
+
+async def domain_owner(conn: AsyncConnection, domain: str) -> str | None:
+    """The id of the account that claimed a domain, if any."""
+    stmt = select(account_domains.c.account_id).where(account_domains.c.domain == domain)
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
+async def claim_domain(conn: AsyncConnection, domain: str, account_id: str, at: datetime) -> None:
+    """Record a claim; the primary key refuses a domain another account holds."""
+    await conn.execute(account_domains.insert().values(domain=domain, account_id=account_id, created_at=at))
+
+
+async def release_domain(conn: AsyncConnection, domain: str, account_id: str) -> bool:
+    """Drop an account's claim; return whether it had it."""
+    stmt = delete(account_domains).where(
+        account_domains.c.domain == domain, account_domains.c.account_id == account_id
+    )
+    return (await conn.execute(stmt)).rowcount > 0
+
+
+# -- users as administrators see them ---------------------------------------------------------------
+
+
+def _profile(row: RowMapping, account_id: str) -> Profile:
+    member = row["account_id"] == account_id
+    invitation = row["inv_status"] or "accepted"  # users made without an invitation (the first admin)
+    return Profile(
+        user=_user(row),
+        full_name=row["full_name"],
+        invitation_status=invitation,
+        failure_reason=row["failure_reason"],
+        invited_on=row["invited_on"],
+        registered_on=row["registered_on"],
+        # Someone invited from another account keeps these private until they accept.
+        personal_meeting_id=row["personal_meeting_id"] if member else None,
+        personal_pin=row["personal_pin"] if member else None,
+    )
+
+
+def _profiles_query(account_id: str) -> Select[Any]:
+    """Users of the account, and people of other accounts with an open invitation from it."""
+    inv = invitations
+    joined = users.outerjoin(inv, (inv.c.user_id == users.c.id) & (inv.c.account_id == account_id))
+    return (
+        select(
+            users,
+            inv.c.status.label("inv_status"),
+            inv.c.failure_reason,
+            inv.c.invited_on,
+        )
+        .select_from(joined)
+        .where(
+            or_(users.c.account_id == account_id, inv.c.status.in_(("pending", "failed"))),
+        )
+    )
+
+
+async def profiles(
+    conn: AsyncConnection,
+    account_id: str,
+    *,
+    filters: dict[str, str],
+    after: str | None,
+    limit: int,
+) -> list[Profile]:
+    """A page of the account's users ordered by address, after the address ``after``."""
+    stmt = _profiles_query(account_id)
+    for name, value in filters.items():
+        column = invitations.c.status if name == "invitation_status" else users.c[name]
+        stmt = stmt.where(column == value)
+    if after is not None:
+        stmt = stmt.where(users.c.email > after)
+    rows = await conn.execute(stmt.order_by(users.c.email).limit(limit))
+    return [_profile(row, account_id) for row in rows.mappings()]
+
+
+async def profile(conn: AsyncConnection, account_id: str, user_id: str) -> Profile | None:
+    """One user as the account's administrators see them."""
+    row = (await conn.execute(_profiles_query(account_id).where(users.c.id == user_id))).mappings().first()
+    return _profile(row, account_id) if row else None
+
+
+async def update_user(conn: AsyncConnection, user_id: str, values: dict[str, Any]) -> None:
+    """Change columns of a user."""
+    await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+
+
+async def lock_account_users(conn: AsyncConnection, account_id: str) -> None:
+    """Serialise changes to an account's administrators (PostgreSQL; SQLite writes one at a time)."""
+    await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+
+
+async def count_users(conn: AsyncConnection, account_id: str, *, admins: bool = False) -> int:
+    """Users of an account who are not suspended (only administrators when ``admins``)."""
+    stmt = select(func.count()).where(
+        users.c.account_id == account_id, users.c.registration_status != "suspended"
+    )
+    if admins:
+        stmt = stmt.where(users.c.is_admin.is_(True))
+    return (await conn.execute(stmt)).scalar_one()
+
+
+async def password_hash_of(conn: AsyncConnection, user_id: str) -> str | None:
+    """A user's stored password hash."""
+    stmt = select(users.c.password_hash).where(users.c.id == user_id)
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
+async def revoke_credentials(conn: AsyncConnection, user_id: str) -> int:
+    """Delete a user's API tokens and unused sign-in links; return how many tokens there were."""
+    await conn.execute(delete(signin_links).where(signin_links.c.user_id == user_id))
+    return (await conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))).rowcount
+
+
+# -- invitations -------------------------------------------------------------------------------------
+
+
+async def put_invitation(
+    conn: AsyncConnection,
+    *,
+    account_id: str,
+    user_id: str,
+    token_hash: str,
+    invited_by: str | None,
+    at: datetime,
+    expires_at: datetime,
+) -> str:
+    """Create or renew (new link, pending again) the invitation of a user to an account; return its id."""
+    values = {
+        "token_hash": token_hash,
+        "status": "pending",
+        "failure_reason": None,
+        "invited_by": invited_by,
+        "invited_on": at,
+        "expires_at": expires_at,
+        "accepted_on": None,
+    }
+    where = (invitations.c.account_id == account_id) & (invitations.c.user_id == user_id)
+    existing = (await conn.execute(select(invitations.c.id).where(where))).scalar_one_or_none()
+    if existing is not None:
+        await conn.execute(update(invitations).where(invitations.c.id == existing).values(**values))
+        return existing
+    invitation_id = new_id()
+    await conn.execute(
+        invitations.insert().values(id=invitation_id, account_id=account_id, user_id=user_id, **values)
+    )
+    return invitation_id
+
+
+async def open_invitation(conn: AsyncConnection, token_hash: str, now: datetime) -> RowMapping | None:
+    """An invitation that can still be accepted (pending or failed, not expired), by its link's hash."""
+    stmt = select(invitations).where(
+        invitations.c.token_hash == token_hash,
+        invitations.c.status.in_(("pending", "failed")),
+        invitations.c.expires_at > now,
+    )
+    return (await conn.execute(stmt)).mappings().first()
+
+
+async def set_invitation(conn: AsyncConnection, invitation_id: str, values: dict[str, Any]) -> bool:
+    """Change an invitation's status; return whether it still existed."""
+    stmt = update(invitations).where(invitations.c.id == invitation_id).values(**values)
+    return (await conn.execute(stmt)).rowcount > 0
+
+
+async def fail_invitation(conn: AsyncConnection, invitation_id: str, token_hash: str, reason: str) -> None:
+    """Mark a delivery failed, unless the invitation was renewed or accepted meanwhile."""
+    await conn.execute(
+        update(invitations)
+        .where(
+            invitations.c.id == invitation_id,
+            invitations.c.token_hash == token_hash,
+            invitations.c.status == "pending",
+        )
+        .values(status="failed", failure_reason=reason)
+    )

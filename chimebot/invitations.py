@@ -1,0 +1,258 @@
+"""Invitations by email, sign-up through a claimed domain, and accepting either with a one-time link."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chimebot import secrets
+from chimebot.accounts import check_name, normalise_email
+from chimebot.clock import Clock
+from chimebot.config import AccountsConfig
+from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
+from chimebot.ids import new_id
+from chimebot.mail import DeliveryFailed, Mailer, compose
+from chimebot.models import Profile, User
+from chimebot.passwords import hash_password
+from chimebot.store import Store
+from chimebot.store import accounts as q
+
+log = logging.getLogger(__name__)
+
+MAX_PER_CALL = 50  # as Amazon Chime: up to 50 addresses per invitation
+GONE = "this invitation link is unknown, already used or expired; ask an administrator for a new one"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What an invitation link leads to, for the page that accepts it."""
+
+    email: str
+    account_name: str
+    existing: bool  # the person has a user already, and keeps its name and password
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    invitation_id: str
+    token: str
+    email: str
+    account_name: str
+    inviter: str | None
+
+
+class Invitations:
+    """Invite people to an account and let them accept."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        mailer: Mailer,
+        config: AccountsConfig,
+        *,
+        base_url: str,
+        sender: str,
+    ) -> None:
+        self._sender = sender
+        self._store = store
+        self._clock = clock
+        self._mailer = mailer
+        self._config = config
+        self._base_url = base_url
+
+    async def invite(self, admin: User, addresses: list[str]) -> list[Profile]:
+        """Invite up to 50 addresses to the admin's account and mail each a one-time link.
+
+        New people get an unregistered user; people with a user elsewhere keep it until they accept.
+        Members who are already registered here are listed but not mailed again. The invitations are
+        committed before any mail is sent; a failed delivery then marks its invitation ``failed``.
+        """
+        if not addresses:
+            raise Invalid("give at least one address to invite")
+        if len(addresses) > MAX_PER_CALL:
+            raise Invalid(f"invite at most {MAX_PER_CALL} addresses at a time; got {len(addresses)}")
+        emails = list(dict.fromkeys(normalise_email(a) for a in addresses))
+        now = self._clock.now()
+        outgoing: list[_Outgoing] = []
+        async with self._store.transaction() as conn:
+            account = await q.account_by_id(conn, admin.account_id)
+            if account is None:
+                raise NotFound("your account no longer exists")
+            for email in emails:
+                user = await q.user_by_email(conn, email)
+                if user is None:
+                    user = User(
+                        new_id(),
+                        account.id,
+                        email,
+                        email,
+                        False,
+                        self._config.default_license,
+                        "unregistered",
+                    )
+                    await q.insert_user(conn, user, now)
+                elif user.account_id == account.id and user.registration_status != "unregistered":
+                    continue  # already a member; nothing to accept
+                token = secrets.new_token()
+                invitation_id = await q.put_invitation(
+                    conn,
+                    account_id=account.id,
+                    user_id=user.id,
+                    token_hash=secrets.token_hash(token),
+                    invited_by=admin.id,
+                    at=now,
+                    expires_at=now + timedelta(hours=self._config.invitation_ttl_hours),
+                )
+                outgoing.append(_Outgoing(invitation_id, token, email, account.name, admin.display_name))
+        await self._deliver(outgoing)
+        async with self._store.read() as conn:
+            found = [await q.user_by_email(conn, email) for email in emails]
+            return [p for u in found if u and (p := await q.profile(conn, admin.account_id, u.id))]
+
+    async def sign_up(self, address: str) -> None:
+        """Let a person whose address is in a claimed domain join that account (by a mailed link)."""
+        email = normalise_email(address)
+        now = self._clock.now()
+        async with self._store.transaction() as conn:
+            account_id = await q.domain_owner(conn, email.rpartition("@")[2])
+            if account_id is None:
+                raise Forbidden(
+                    "sign-up is open only to addresses in a domain an enterprise account has claimed; "
+                    "ask an administrator to invite you",
+                    code="signup_closed",
+                )
+            account = await q.account_by_id(conn, account_id)
+            assert account is not None
+            user = await q.user_by_email(conn, email)
+            if (
+                user is not None
+                and user.account_id == account.id
+                and user.registration_status != "unregistered"
+            ):
+                return  # already in; answering the same way does not reveal who has a user
+            if user is None:
+                user = User(
+                    new_id(), account.id, email, email, False, self._config.default_license, "unregistered"
+                )
+                await q.insert_user(conn, user, now)
+            token = secrets.new_token()
+            invitation_id = await q.put_invitation(
+                conn,
+                account_id=account.id,
+                user_id=user.id,
+                token_hash=secrets.token_hash(token),
+                invited_by=None,
+                at=now,
+                expires_at=now + timedelta(hours=self._config.invitation_ttl_hours),
+            )
+        await self._deliver([_Outgoing(invitation_id, token, email, account.name, None)])
+
+    async def pending(self, token: str) -> Pending:
+        """What an invitation link is for, without using it."""
+        async with self._store.read() as conn:
+            row = await q.open_invitation(conn, secrets.token_hash(token), self._clock.now())
+            user = await q.user_by_id(conn, row["user_id"]) if row else None
+            account = await q.account_by_id(conn, row["account_id"]) if row else None
+        if row is None or user is None or account is None:
+            raise NotFound(GONE)
+        return Pending(
+            user.email, account.name, user.registration_status != "unregistered", row["expires_at"]
+        )
+
+    async def accept(
+        self,
+        token: str,
+        *,
+        full_name: str | None = None,
+        display_name: str | None = None,
+        password: str | None = None,
+    ) -> User:
+        """Accept an invitation: a new person sets a name and password; someone who has a user keeps it
+        and moves into the inviting account."""
+        now = self._clock.now()
+        password_hash = None
+        if password is not None:
+            if len(password) < self._config.password_min_length or len(password) > 1024:
+                raise Invalid(
+                    f"a password must be {self._config.password_min_length} to 1024 characters long"
+                )
+            password_hash = await hash_password(password)
+        async with self._store.transaction() as conn:
+            row = await q.open_invitation(conn, secrets.token_hash(token), now)
+            user = await q.user_by_id(conn, row["user_id"]) if row else None
+            if row is None or user is None:
+                raise NotFound(GONE)
+            if user.registration_status == "suspended":
+                raise Forbidden("this user is suspended; an administrator can unsuspend it", code="suspended")
+            account_id = row["account_id"]
+            if user.registration_status == "registered":
+                if user.account_id != account_id:
+                    await self._move(conn, user, account_id)
+            else:
+                if not full_name or password_hash is None:
+                    raise Invalid("to accept, set `full_name` and a `password`")
+                name = check_name(full_name, "a full name")
+                shown = check_name(display_name, "a display name") if display_name else name
+                await q.update_user(
+                    conn,
+                    user.id,
+                    {
+                        "full_name": name,
+                        "display_name": shown,
+                        "password_hash": password_hash,
+                        "registration_status": "registered",
+                        "registered_on": now,
+                    },
+                )
+            await q.set_invitation(
+                conn, row["id"], {"status": "accepted", "accepted_on": now, "failure_reason": None}
+            )
+            accepted = await q.user_by_id(conn, user.id)
+        assert accepted is not None
+        return accepted
+
+    async def _move(self, conn: AsyncConnection, user: User, account_id: str) -> None:
+        """Move a registered user into the inviting account, unless it would leave theirs without admin."""
+        await q.lock_account_users(conn, user.account_id)
+        last_admin = user.is_admin and await q.count_users(conn, user.account_id, admins=True) == 1
+        if last_admin and await q.count_users(conn, user.account_id) > 1:
+            raise Conflict(
+                "you are the only administrator of your current account; make someone else "
+                "administrator there before you join another account"
+            )
+        await q.update_user(conn, user.id, {"account_id": account_id, "is_admin": False})
+
+    async def _deliver(self, outgoing: list[_Outgoing]) -> None:
+        """Mail the links, a few at a time; record each failure with its reason."""
+        gate = asyncio.Semaphore(5)
+
+        async def one(item: _Outgoing) -> None:
+            async with gate:
+                try:
+                    await self._mailer.send(self._message(item))
+                except DeliveryFailed as exc:
+                    log.warning("invitation to %s not delivered: %s", item.email, exc.reason)
+                    async with self._store.transaction() as conn:
+                        await q.fail_invitation(
+                            conn, item.invitation_id, secrets.token_hash(item.token), exc.reason
+                        )
+
+        await asyncio.gather(*(one(item) for item in outgoing))
+
+    def _message(self, item: _Outgoing) -> EmailMessage:
+        who = f"{item.inviter} invited you" if item.inviter else "You asked"
+        link = f"{self._base_url}/invitations/{item.token}"
+        hours = self._config.invitation_ttl_hours
+        text = (
+            f"{who} to join {item.account_name} on chimebot.\n\n"
+            f"Accept here (the link works once, for {hours} hours):\n{link}\n\n"
+            "If you did not expect this message, ignore it.\n"
+        )
+        return compose(self._sender, item.email, f"Join {item.account_name} on chimebot", text)
