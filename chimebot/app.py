@@ -12,7 +12,8 @@ from aiohttp.web_request import BaseRequest
 
 from chimebot.clock import Clock
 from chimebot.config import Config
-from chimebot.http import SERVICES, api, hooks, pages, stream
+from chimebot.http import SERVICES, admin, api, audit, hooks, pages, stream, usage
+from chimebot.http.audit import audit_middleware
 from chimebot.http.errors import error_middleware
 from chimebot.services import Services, build_services
 
@@ -44,12 +45,16 @@ def build_app(config: Config, data_dir: Path, *, clock: Clock | None = None) -> 
 def app_for(services: Services) -> web.Application:
     """Create the application around services that are already built."""
     app = web.Application(
-        middlewares=[error_middleware],
+        # The audit middleware is outermost, so it records the status the error middleware chose.
+        middlewares=[audit_middleware, error_middleware],
         client_max_size=max(MAX_REQUEST_BYTES, services.config.webhooks.max_body_bytes),
     )
     app[SERVICES] = services
     app.add_routes(pages.routes)
     app.add_routes(api.routes)
+    app.add_routes(admin.routes)
+    app.add_routes(audit.routes)
+    app.add_routes(usage.routes)
     app.add_routes(hooks.routes)
     app.add_routes(stream.routes)
     app[stream.OPEN_STREAMS] = weakref.WeakSet()

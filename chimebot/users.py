@@ -64,6 +64,11 @@ class Users:
         page = page[:limit]
         return page, _cursor_of(page[-1].user.email) if more else None
 
+    async def profile_of(self, user: User) -> Profile:
+        """A user's own profile."""
+        async with self._store.read() as conn:
+            return await self._profile(conn, user, user.id)
+
     async def get(self, admin: User, user_id: str) -> Profile:
         """One user of the account (or a person invited to it)."""
         async with self._store.read() as conn:

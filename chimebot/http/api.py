@@ -4,17 +4,89 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from chimebot.errors import Invalid
 from chimebot.http import SERVICES
-from chimebot.http.parsing import current_user, field, json_object, path_id, query_int
+from chimebot.http.audit import audited
+from chimebot.http.parsing import CALLER, current_user, field, json_object, path_id, query_int, timestamp
+
+NO_STORE = {"Cache-Control": "no-store"}  # answers that carry a token are not for caches
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/api/v1/me")
 async def me(request: web.Request) -> web.Response:
-    """Who the token belongs to."""
-    user = await current_user(request, request.app[SERVICES])
-    return web.json_response(user.to_json())
+    """Who the token belongs to, with their license, statuses, meeting id and PIN."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    return web.json_response((await svc.users.profile_of(user)).to_json())
+
+
+@routes.post("/api/v1/sessions")
+@audited("sessions.sign_in")
+async def sign_in(request: web.Request) -> web.Response:
+    """Sign in with address and password; the answer holds a new personal API token (shown once)."""
+    svc = request.app[SERVICES]
+    body = await json_object(request)
+    email = field(body, "email", str, label="an email address")
+    password = field(body, "password", str, label="a string")
+    user, token = await svc.signin.sign_in(email, password)
+    request[CALLER] = user
+    return web.json_response({"user": user.to_json(), "token": token}, status=201, headers=NO_STORE)
+
+
+@routes.post("/api/v1/signup")
+async def sign_up(request: web.Request) -> web.Response:
+    """Ask to join the account that claims your address's domain; a link is mailed to you."""
+    svc = request.app[SERVICES]
+    email = field(await json_object(request), "email", str, label="an email address")
+    await svc.invitations.sign_up(email)
+    return web.json_response(
+        {"status": "sent", "message": f"a link to finish signing up was sent to {email.strip().lower()}"},
+        status=202,
+    )
+
+
+@routes.post("/api/v1/invitations/accept")
+@audited("invitations.accept")
+async def accept_invitation(request: web.Request) -> web.Response:
+    """Accept an invitation with the token from its link; a new person sets full_name and password."""
+    svc = request.app[SERVICES]
+    body = await json_object(request)
+    token = field(body, "token", str, label="the token from the invitation link")
+    full_name = field(body, "full_name", str, default=None, label="a string")
+    display_name = field(body, "display_name", str, default=None, label="a string")
+    password = field(body, "password", str, default=None, label="a string")
+    user = await svc.invitations.accept(
+        token, full_name=full_name, display_name=display_name, password=password
+    )
+    request[CALLER] = user
+    api_token = await svc.signin.create_token(user, "invitation")
+    return web.json_response({"user": user.to_json(), "token": api_token}, headers=NO_STORE)
+
+
+@routes.post("/api/v1/meetings")
+async def create_meeting(request: web.Request) -> web.Response:
+    """Create an instant or scheduled meeting (Pro)."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    body = await json_object(request)
+    kind = field(body, "type", str, default="instant", label="instant or scheduled")
+    if kind not in ("instant", "scheduled"):
+        raise Invalid("`type` must be instant or scheduled")
+    topic = field(body, "topic", str, default="Meeting", label="a string")
+    start_at = timestamp(field(body, "start_at", str, default=None, label="an ISO 8601 time"), "start_at")
+    meeting = await svc.meetings.create(user, kind, topic, start_at)
+    return web.json_response(meeting.to_json(svc.config.server.base_url), status=201)
+
+
+@routes.post("/api/v1/meetings/{meeting_id}/recording")
+async def start_recording(request: web.Request) -> web.Response:
+    """Start recording a meeting you host (Pro)."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    await svc.meetings.start_recording(user, path_id(request, "meeting_id"))
+    return web.json_response({"recording": True}, status=202)
 
 
 @routes.get("/api/v1/tokens")
@@ -122,6 +194,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/rooms/{room_id}/messages")
+@audited(None)  # chat traffic, not administration: it is in the room's history
 async def post_message(request: web.Request) -> web.Response:
     """Post a message (Markdown by default) as the caller."""
     svc = request.app[SERVICES]

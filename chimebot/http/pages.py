@@ -8,8 +8,10 @@ from pathlib import Path
 from aiohttp import web
 
 from chimebot import __version__
+from chimebot.errors import DomainError
 from chimebot.http import SERVICES
-from chimebot.http.parsing import path_id
+from chimebot.http.audit import audited
+from chimebot.http.parsing import CALLER, path_id
 
 routes = web.RouteTableDef()
 
@@ -75,10 +77,12 @@ async def signin_form(request: web.Request) -> web.Response:
 
 
 @routes.post("/signin/{token}")
+@audited("signin.link")
 async def signin(request: web.Request) -> web.Response:
     """Use a sign-in link once and show the personal API token it creates (JSON if asked for)."""
     svc = request.app[SERVICES]
     user, token = await svc.signin.redeem_signin_link(path_id(request, "token"))
+    request[CALLER] = user
     if "application/json" in request.headers.get("Accept", ""):
         return web.json_response(
             {"user": user.to_json(), "token": token}, headers={"Cache-Control": "no-store"}
@@ -89,4 +93,59 @@ async def signin(request: web.Request) -> web.Response:
         f"<p><code>{html.escape(token)}</code></p>"
         "<p>Use it as <code>Authorization: Bearer &lt;token&gt;</code> with the REST API, or as "
         "<code>?token=</code> when opening <code>/api/v1/stream</code>.</p>",
+    )
+
+
+@routes.get("/invitations/{token}")
+async def invitation_form(request: web.Request) -> web.Response:
+    """The page an invitation link opens: a new person sets a name and password; others confirm."""
+    svc = request.app[SERVICES]
+    try:
+        pending = await svc.invitations.pending(path_id(request, "token"))
+    except DomainError as exc:
+        return _page("Invitation not usable", f"<p>{html.escape(exc.message)}.</p>", status=404)
+    account = html.escape(pending.account_name)
+    if pending.existing:
+        body = (
+            f"<form method='post'><p>Join <b>{account}</b> as {html.escape(pending.email)}. "
+            "You keep your name and password.</p><button type='submit'>Join</button></form>"
+        )
+    else:
+        body = (
+            f"<form method='post'><p>Join <b>{account}</b> as {html.escape(pending.email)}.</p>"
+            "<p><label>Full name<br><input name='full_name' required maxlength='200'></label></p>"
+            "<p><label>Display name (optional)<br><input name='display_name' maxlength='200'></label></p>"
+            f"<p><label>Password (at least {svc.config.accounts.password_min_length} characters)<br>"
+            "<input name='password' type='password' required></label></p>"
+            "<button type='submit'>Join</button></form>"
+        )
+    return _page(f"Join {pending.account_name}", body)
+
+
+@routes.post("/invitations/{token}")
+@audited("invitations.accept")
+async def accept_invitation(request: web.Request) -> web.Response:
+    """Accept an invitation from its page's form and show the personal API token it creates."""
+    svc = request.app[SERVICES]
+    form = await request.post()
+
+    def text(name: str) -> str | None:
+        value = form.get(name)
+        return value.strip() or None if isinstance(value, str) else None
+
+    try:
+        user = await svc.invitations.accept(
+            path_id(request, "token"),
+            full_name=text("full_name"),
+            display_name=text("display_name"),
+            password=password if isinstance(password := form.get("password"), str) and password else None,
+        )
+    except DomainError as exc:
+        return _page("Could not join", f"<p>{html.escape(exc.message)}.</p>", status=exc.status)
+    request[CALLER] = user
+    token = await svc.signin.create_token(user, "invitation")
+    return _page(
+        f"Welcome, {user.display_name}",
+        "<p>You are in. Your personal API token (shown once; keep it secret):</p>"
+        f"<p><code>{html.escape(token)}</code></p>",
     )

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from chimebot.errors import Invalid, NotFound
+from chimebot.errors import Forbidden, Invalid, NotFound
+from chimebot.http import SERVICES
 from chimebot.models import User
 from chimebot.services import Services
+
+# Where the authenticated caller is kept on the request, for the audit log.
+CALLER = web.RequestKey("caller", User)
+
+AdminHandler = Callable[[web.Request, User], Awaitable[web.StreamResponse]]
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -34,7 +43,31 @@ def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | No
 
 async def current_user(request: web.Request, services: Services, *, allow_query: bool = False) -> User:
     """Authenticate the caller by their personal API token."""
-    return await services.signin.authenticate(bearer_token(request, allow_query=allow_query))
+    user = await services.signin.authenticate(bearer_token(request, allow_query=allow_query))
+    request[CALLER] = user
+    return user
+
+
+async def admin_of_account(request: web.Request) -> User:
+    """Authenticate the caller and require an administrator of their account, and of the path's
+    ``{account_id}`` when there is one (a user of another account is refused, not told about it)."""
+    user = await current_user(request, request.app[SERVICES])
+    if not user.is_admin:
+        raise Forbidden("only administrators of the account can do this", code="admin_required")
+    account_id = request.match_info.get("account_id")
+    if account_id is not None and account_id != user.account_id:
+        raise Forbidden("you are not an administrator of this account", code="admin_required")
+    return user
+
+
+def admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Decorate a handler that only account administrators may call; it receives the caller."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        return await handler(request, await admin_of_account(request))
+
+    return checked
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
@@ -84,3 +117,16 @@ def check_text(value: str, name: str) -> None:
         raise Invalid(
             f"`{name}` contains an unpaired surrogate (\\ud800-\\udfff); send valid UTF-16 pairs"
         ) from None
+
+
+def timestamp(value: str | None, name: str) -> datetime | None:
+    """Parse an optional ISO 8601 time with a zone (``2026-03-01T09:00:00Z``)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"`{name}` must be an ISO 8601 time like 2026-03-01T09:00:00Z") from None
+    if moment.tzinfo is None:
+        raise Invalid(f"`{name}` needs a time zone, like 2026-03-01T09:00:00Z or +01:00")
+    return moment.astimezone(UTC)

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from chimebot.errors import Invalid
 from chimebot.http import SERVICES
-from chimebot.http.parsing import admin_of_account, path_id
+from chimebot.http.parsing import admin_only
+from chimebot.models import User
 
 routes = web.RouteTableDef()
 
@@ -25,13 +26,11 @@ def _wants_csv(request: web.Request) -> bool:
 
 
 @routes.get("/api/v1/accounts/{account_id}/usage")
-async def usage(request: web.Request) -> web.Response:
+@admin_only
+async def usage(request: web.Request, admin: User) -> web.Response:
     """An account's usage and charges for a month (default: the current one), as JSON or CSV."""
-    await admin_of_account(request)  # authenticates and raises for anyone but the account's administrators
     wants_csv = _wants_csv(request)
-    report = await request.app[SERVICES].usage.report(
-        path_id(request, "account_id"), request.query.get("month")
-    )
+    report = await request.app[SERVICES].usage.report(admin.account_id, request.query.get("month"))
     if not wants_csv:
         return web.json_response(report.to_json())
     # Both parts are validated (path id characters, YYYY-MM), so they are safe inside the header.
