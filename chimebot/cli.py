@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", action="store_true", help="print CSV instead")
     p = _acting(command("audit", "the audit log, newest first", admin))
     for name in ("actor", "action", "target", "outcome", "source"):
-        p.add_argument(f"--{name}", help=f"only entries with this {name}")
+        p.add_argument(f"--{name}", dest=f"only_{name}", help=f"only entries with this {name}")
     p.add_argument("--since", metavar="TIME", help="ISO 8601 time, e.g. 2026-11-01T00:00:00Z")
     p.add_argument("--limit", type=int, default=100, help="most entries to show (default 100)")
     p.add_argument("--all-accounts", action="store_true", help="every account's entries, not only yours")
@@ -422,7 +422,8 @@ async def _usage(svc: Services, args: argparse.Namespace) -> Any:
 
 async def _audit(svc: Services, args: argparse.Namespace) -> list[dict[str, Any]]:
     admin = await _actor(svc, args)
-    filters = {k: v for k in ("actor", "action", "target", "outcome", "source") if (v := getattr(args, k))}
+    names = ("actor", "action", "target", "outcome", "source")
+    filters = {k: v for k in names if (v := getattr(args, f"only_{k}"))}
     since = timestamp(args.since, "--since") if args.since else None
     entries, _ = await svc.audit.list(
         None if args.all_accounts else admin.account_id, filters, since=since, limit=args.limit

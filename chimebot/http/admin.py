@@ -10,6 +10,7 @@ from aiohttp import web
 
 from chimebot.errors import Forbidden, Invalid
 from chimebot.http import SERVICES
+from chimebot.http.audit import audited
 from chimebot.http.parsing import admin_only, current_user, field, json_object, path_id, query_int
 from chimebot.models import User
 
@@ -33,6 +34,7 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/accounts/{account_id}")
+@audited("accounts.update")
 @admin_only
 async def update_account(request: web.Request, admin: User) -> web.Response:
     """Change the account's name, type, time zone or settings (remote_control, dial_out)."""
@@ -54,6 +56,7 @@ async def update_account(request: web.Request, admin: User) -> web.Response:
 
 
 @routes.post("/api/v1/accounts/{account_id}/domains")
+@audited("accounts.domains.claim")
 @admin_only
 async def claim_domain(request: web.Request, admin: User) -> web.Response:
     """Claim a domain (enterprise accounts): people signing up with it join this account."""
@@ -63,6 +66,7 @@ async def claim_domain(request: web.Request, admin: User) -> web.Response:
 
 
 @routes.delete("/api/v1/accounts/{account_id}/domains/{domain}")
+@audited("accounts.domains.release")
 @admin_only
 async def release_domain(request: web.Request, admin: User) -> web.Response:
     """Give up a claimed domain."""
@@ -71,6 +75,7 @@ async def release_domain(request: web.Request, admin: User) -> web.Response:
 
 
 @routes.post("/api/v1/accounts/{account_id}/invitations")
+@audited("invitations.create")
 @admin_only
 async def invite(request: web.Request, admin: User) -> web.Response:
     """Invite up to 50 addresses; each gets a one-time link by email."""
@@ -103,6 +108,7 @@ async def get_user(request: web.Request, admin: User) -> web.Response:
 
 
 @routes.patch("/api/v1/users/{user_id}")
+@audited("users.update")
 @admin_only
 async def update_user(request: web.Request, admin: User) -> web.Response:
     """Change a user's license (basic | pro), administrator role or names."""
@@ -120,6 +126,7 @@ async def update_user(request: web.Request, admin: User) -> web.Response:
 
 
 @routes.post("/api/v1/users/{user_id}/suspend")
+@audited("users.suspend")
 @admin_only
 async def suspend(request: web.Request, admin: User) -> web.Response:
     """Suspend a user: no sign-in, tokens refused."""
@@ -128,6 +135,7 @@ async def suspend(request: web.Request, admin: User) -> web.Response:
 
 
 @routes.post("/api/v1/users/{user_id}/unsuspend")
+@audited("users.unsuspend")
 @admin_only
 async def unsuspend(request: web.Request, admin: User) -> web.Response:
     """Lift a suspension."""
@@ -136,6 +144,7 @@ async def unsuspend(request: web.Request, admin: User) -> web.Response:
 
 
 @routes.post("/api/v1/users/{user_id}/reset-pin")
+@audited("users.reset_pin")
 @admin_only
 async def reset_pin(request: web.Request, admin: User) -> web.Response:
     """Give a user a new personal PIN."""
@@ -144,6 +153,7 @@ async def reset_pin(request: web.Request, admin: User) -> web.Response:
 
 
 @routes.post("/api/v1/users/{user_id}/logout")
+@audited("users.logout")
 @admin_only
 async def logout(request: web.Request, admin: User) -> web.Response:
     """Sign a user out everywhere: their API tokens and sign-in links are revoked."""

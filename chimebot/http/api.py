@@ -36,6 +36,7 @@ async def sign_in(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/signup")
+@audited("signup.request")
 async def sign_up(request: web.Request) -> web.Response:
     """Ask to join the account that claims your address's domain; a link is mailed to you."""
     svc = request.app[SERVICES]
@@ -66,6 +67,7 @@ async def accept_invitation(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/meetings")
+@audited("meetings.create")
 async def create_meeting(request: web.Request) -> web.Response:
     """Create an instant or scheduled meeting (Pro)."""
     svc = request.app[SERVICES]
@@ -81,6 +83,7 @@ async def create_meeting(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/meetings/{meeting_id}/recording")
+@audited("meetings.recording.start")
 async def start_recording(request: web.Request) -> web.Response:
     """Start recording a meeting you host (Pro)."""
     svc = request.app[SERVICES]
@@ -98,6 +101,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/tokens")
+@audited("tokens.create")
 async def create_token(request: web.Request) -> web.Response:
     """Create another personal API token; its value is shown once."""
     svc = request.app[SERVICES]
@@ -107,6 +111,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/tokens/{token_id}")
+@audited("tokens.revoke")
 async def revoke_token(request: web.Request) -> web.Response:
     """Revoke one of the caller's tokens."""
     svc = request.app[SERVICES]
@@ -124,6 +129,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/rooms")
+@audited("rooms.create")
 async def create_room(request: web.Request) -> web.Response:
     """Create a room; the caller becomes its administrator."""
     svc = request.app[SERVICES]
@@ -150,6 +156,7 @@ async def list_members(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/rooms/{room_id}/members")
+@audited("rooms.members.add")
 async def add_member(request: web.Request) -> web.Response:
     """Add a user of the account to a room (room administrators)."""
     svc = request.app[SERVICES]
@@ -162,6 +169,7 @@ async def add_member(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/rooms/{room_id}/members/{user_id}")
+@audited("rooms.members.update")
 async def update_member(request: web.Request) -> web.Response:
     """Make a member a room administrator or not."""
     svc = request.app[SERVICES]
@@ -172,6 +180,7 @@ async def update_member(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/rooms/{room_id}/members/{user_id}")
+@audited("rooms.members.remove")
 async def remove_member(request: web.Request) -> web.Response:
     """Leave a room (your own id) or remove a member (room administrators)."""
     svc = request.app[SERVICES]
@@ -217,6 +226,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/rooms/{room_id}/webhooks")
+@audited("webhooks.create")
 async def create_webhook(request: web.Request) -> web.Response:
     """Create a webhook; the answer holds its token and URL, shown only this once."""
     svc = request.app[SERVICES]
@@ -227,6 +237,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/regenerate")
+@audited("webhooks.regenerate")
 async def regenerate_webhook(request: web.Request) -> web.Response:
     """Give a webhook a new URL and token; the old URL answers 404 from now on."""
     svc = request.app[SERVICES]
@@ -236,6 +247,7 @@ async def regenerate_webhook(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/webhooks/{webhook_id}")
+@audited("webhooks.delete")
 async def delete_webhook(request: web.Request) -> web.Response:
     """Delete a webhook."""
     svc = request.app[SERVICES]
