@@ -160,10 +160,12 @@ class IncomingWebhooks:
             )
         return hook
 
-    async def apply_declarations(self, owner: User, declared: tuple[RoomDecl, ...]) -> None:
+    async def apply_declarations(self, owner: User, declared: tuple[RoomDecl, ...]) -> list[str]:
         """Make the rooms and webhooks the config file declares exist, with their tokens; delete the
-        webhooks that an earlier config declared and this one does not (revoking their tokens)."""
+        webhooks that an earlier config declared and this one does not (revoking their tokens).
+        Return what changed, one line each (nothing when the database already matched)."""
         kept: set[str] = set()
+        changes: list[str] = []
         for room_decl in declared:
             room = await self._rooms.ensure(owner, room_decl.name)
             async with self._store.transaction() as conn:
@@ -174,11 +176,21 @@ class IncomingWebhooks:
                     hook_id = decl.id or (same_name.id if same_name else new_id())
                     if same_name and same_name.id != hook_id:
                         await q.delete_webhook(conn, same_name.id)  # the declaration replaces it
-                    if await q.webhook_by_id(conn, hook_id):
-                        await q.update_declared(conn, hook_id, room.id, decl.name, token_hash)
-                    else:
+                    current = await q.webhook_by_id(conn, hook_id)
+                    where = f"webhook {decl.name!r} ({hook_id}) in room {room.name!r}"
+                    if current is None:
                         hook = Webhook(hook_id, room.id, decl.name, token_hash, True, self._clock.now())
                         await q.insert_webhook(conn, hook)
+                        changes.append(f"{where} created")
+                    else:
+                        await q.update_declared(conn, hook_id, room.id, decl.name, token_hash)
+                        if (current.room_id, current.name, current.token_hash, current.from_config) != (
+                            room.id,
+                            decl.name,
+                            token_hash,
+                            True,
+                        ):
+                            changes.append(f"{where} updated")
                     kept.add(hook_id)
                     self._cache.pop(hook_id, None)
             log.info("room %r: %d declared webhook(s) applied", room.name, len(room_decl.webhooks))
@@ -187,6 +199,8 @@ class IncomingWebhooks:
                 if hook.id not in kept:
                     await q.delete_webhook(conn, hook.id)
                     self._cache.pop(hook.id, None)
+                    changes.append(f"webhook {hook.name!r} ({hook.id}) deleted: no longer declared")
                     log.info(
                         "webhook %r (%s) is no longer declared in the config: deleted", hook.name, hook.id
                     )
+        return changes

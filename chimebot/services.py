@@ -61,14 +61,35 @@ class Services:
             admin = await self.accounts.bootstrap()
         if admin is None:
             return None
-        await self.audit.record(Entry.by(admin, source="config", action="account.bootstrap", outcome="ok"))
+        bootstrap = Entry(
+            actor="config",
+            source="config",
+            action="accounts.bootstrap",
+            outcome="ok",
+            account_id=admin.account_id,
+            target=admin.email,
+        )
+        await self.audit.record(bootstrap)
         return await self.signin.signin_link(admin)
 
     async def apply_config(self) -> None:
         """Apply the rooms and webhooks the config declares (the server does, at start; not the CLI,
         which often runs without the config file and would take that as "declare nothing")."""
         async with self.store.exclusive(STARTUP_LOCK):
-            await self.incoming.apply_declarations(await self.accounts.operator(), self.config.rooms)
+            owner = await self.accounts.operator()
+            changes = await self.incoming.apply_declarations(owner, self.config.rooms)
+        for change in changes:
+            await self.audit.record(
+                Entry(
+                    actor="config",
+                    source="config",
+                    action="config.webhooks.apply",
+                    outcome="ok",
+                    account_id=owner.account_id,
+                    target=self.config.source,
+                    detail=change,
+                )
+            )
 
     async def health(self) -> None:
         """Raise if this node cannot serve (its database does not answer)."""

@@ -325,6 +325,17 @@ async def test_a_webhook_dropped_from_the_config_is_deleted_at_the_next_start(
     assert (
         await app.client.post("/incomingwebhooks/keep-id?token=keep-token-0123456789", json={"Content": "x"})
     ).status == 200
+    await start(config("keep"))  # nothing changed: nothing to record
+
+    # Each change a config file made is in the audit log, as the config's doing; no token is.
+    resp = await app.client.get("/api/v1/audit?source=config&action=config.webhooks.apply", headers=app.auth())
+    entries = (await resp.json())["entries"]
+    assert [(e["actor"], e["action"], e["detail"]) for e in reversed(entries)] == [
+        ("config", "config.webhooks.apply", "webhook 'keep' (keep-id) in room 'Ops' created"),
+        ("config", "config.webhooks.apply", "webhook 'drop' (drop-id) in room 'Ops' created"),
+        ("config", "config.webhooks.apply", "webhook 'drop' (drop-id) deleted: no longer declared"),
+    ]
+    assert "token-0123456789" not in json.dumps(entries)
 
 
 async def test_a_post_waits_for_another_process_holding_the_write_lock(app: Harness) -> None:
