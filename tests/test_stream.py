@@ -250,3 +250,40 @@ async def test_a_room_left_while_the_backlog_is_sent_still_delivers_what_it_owes
     received = [f["data"]["id"] for f in frames if f["type"] == "message.created"]
     assert [m for m in received if m in owed] == owed
     assert len(received) == len(set(received)) == 510
+
+
+@pytest.mark.parametrize("app_config", [{"stream": {"heartbeat_seconds": 0.2}}], indirect=True)
+async def test_signing_a_user_out_or_suspending_them_closes_their_streams(app: Harness) -> None:
+    user, token = await app.user("leaver@example.com")
+    other, other_token = await app.user("stayer@example.com")
+    async with (
+        app.client.ws_connect("/api/v1/stream", headers=app.auth(token)) as signed_out,
+        app.client.ws_connect("/api/v1/stream", headers=app.auth(other_token)) as suspended,
+    ):
+        assert (await next_frame(signed_out))["type"] == "stream.ready"
+        assert (await next_frame(suspended))["type"] == "stream.ready"
+        resp = await app.client.post(f"/api/v1/users/{user.id}/logout", headers=app.auth())
+        assert resp.status == 200 and (await resp.json()) == {"revoked_tokens": 1}
+        resp = await app.client.post(f"/api/v1/users/{other.id}/suspend", headers=app.auth())
+        assert resp.status == 200
+        # Within a heartbeat or two, each stream is closed with the code that says "do not resume".
+        for ws in (signed_out, suspended):
+            closing = await ws.receive(timeout=5)
+            assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4001), closing
+    # The admin's stream outlives several rechecks (a reader keeps answering the heartbeats).
+    room_id = await app.room()
+    async with app.client.ws_connect("/api/v1/stream", headers=app.auth()) as ws:
+        assert (await next_frame(ws))["type"] == "stream.ready"
+
+        async def later() -> int:
+            await asyncio.sleep(1)
+            return (
+                await app.client.post(
+                    f"/api/v1/rooms/{room_id}/messages", json={"content": "hi"}, headers=app.auth()
+                )
+            ).status
+
+        posting = asyncio.create_task(later())
+        frame = await next_frame(ws)
+        assert await posting == 201
+        assert (frame["type"], frame["data"]["content"]) == ("message.created", "hi")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import weakref
 from collections.abc import Iterator
@@ -11,13 +12,17 @@ from collections.abc import Iterator
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chimebot.bus import Subscription
+from chimebot.errors import Forbidden, Unauthorized
 from chimebot.http import SERVICES
-from chimebot.http.parsing import current_user, query_int
+from chimebot.http.parsing import bearer_token, current_user, query_int
+from chimebot.services import Services
 from chimebot.streams import READY, control_frame
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CLOSE_TOO_SLOW = 4000  # the client fell behind; reconnect with since=<last id received>
+CLOSE_SIGNED_OUT = 4001  # the token was revoked or the user suspended; do not reconnect with it
 OPEN_STREAMS = web.AppKey("open_streams", weakref.WeakSet[web.WebSocketResponse])
 
 
@@ -35,6 +40,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     request.app[OPEN_STREAMS].add(ws)
     sub, head = await svc.streams.open(user)
     pump: asyncio.Task[None] | None = None
+    guard: asyncio.Task[None] | None = None
     try:
         # Without `since` the client starts from now; the backlog then holds only what was committed
         # while the session opened.
@@ -44,16 +50,37 @@ async def stream(request: web.Request) -> web.StreamResponse:
             last = event_id
         await ws.send_str(control_frame(READY, last_id=max(last, head)))
         pump = asyncio.create_task(_pump(ws, sub, last, _Cork.of(request)))
+        guard = asyncio.create_task(
+            _recheck(ws, svc, bearer_token(request, allow_query=True), cfg.heartbeat_seconds)
+        )
         async for msg in ws:  # clients have nothing to say yet; reading keeps pings answered
             if msg.type == WSMsgType.ERROR:
                 break
     finally:
         svc.streams.close(sub)
-        if pump is not None:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+        for task in (pump, guard):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     return ws
+
+
+async def _recheck(ws: web.WebSocketResponse, svc: Services, token: str | None, every: float) -> None:
+    """Close the stream once its token stops being valid (signed out by an admin, revoked, suspended).
+
+    Checked at the heartbeat interval on whichever node holds the connection, so it also takes effect
+    for changes made on another node or by the command line.
+    """
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await svc.signin.authenticate(token)
+        except (Unauthorized, Forbidden) as exc:
+            await ws.close(code=CLOSE_SIGNED_OUT, message=exc.message.encode()[:120])
+            return
+        except Exception as exc:  # the database is away for a moment: keep the stream, check again later
+            log.warning("could not recheck a stream's token: %s", type(exc).__name__)
 
 
 async def _pump(ws: web.WebSocketResponse, sub: Subscription, last: int, cork: _Cork) -> None:
