@@ -328,7 +328,8 @@ async def test_a_webhook_dropped_from_the_config_is_deleted_at_the_next_start(
     await start(config("keep"))  # nothing changed: nothing to record
 
     # Each change a config file made is in the audit log, as the config's doing; no token is.
-    resp = await app.client.get("/api/v1/audit?source=config&action=config.webhooks.apply", headers=app.auth())
+    query = "source=config&action=config.webhooks.apply"
+    resp = await app.client.get(f"/api/v1/audit?{query}", headers=app.auth())
     entries = (await resp.json())["entries"]
     assert [(e["actor"], e["action"], e["detail"]) for e in reversed(entries)] == [
         ("config", "config.webhooks.apply", "webhook 'keep' (keep-id) in room 'Ops' created"),
