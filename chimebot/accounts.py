@@ -67,7 +67,9 @@ class Accounts:
         async with self._store.transaction() as conn:
             if await q.user_by_email(conn, email):
                 raise Conflict(f"{email} already has a user; invite it to the account instead")
-            await q.create_account(conn, account_id, name, kind, self._defaults.default_time_zone, now)
+            await q.insert_account(
+                conn, account_id, name, now, kind=kind, time_zone=self._defaults.default_time_zone
+            )
             admin = User(new_id(), account_id, email, email, True, "pro", "registered")
             await q.insert_user(conn, admin, now)
             account = await q.account_by_id(conn, account_id)

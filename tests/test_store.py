@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
@@ -231,6 +233,63 @@ async def test_migrate_creates_every_table_at_head_and_is_idempotent(store: Stor
     assert [r["version_num"] for r in await fetch(store, version)] == heads
     assert await table_names(store) == set(schema.metadata.tables) | {"alembic_version"}
     assert [r["name"] for r in await fetch(store, sa.select(schema.accounts.c.name))] == ["kept"]
+
+
+async def test_users_from_before_accounts_get_names_meeting_ids_and_pins(store: Store) -> None:
+    def upgrade_to_0001(conn: Connection) -> None:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        alembic_command.upgrade(cfg, "0001")
+
+    async with store.engine.begin() as conn:
+        await conn.run_sync(upgrade_to_0001)
+    created = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    async with store.transaction() as conn:
+        # Rows as revision 0001 knew them: no license, status, meeting id or PIN yet.
+        await conn.execute(
+            sa.table(
+                "accounts", sa.column("id"), sa.column("name"), sa.column("created_at", schema.UTCDateTime())
+            ).insert(),
+            [{"id": "acc", "name": "old", "created_at": created}],
+        )
+        old_users = sa.table(
+            "users",
+            *(sa.column(c) for c in ("id", "account_id", "email", "display_name", "is_admin")),
+            sa.column("created_at", schema.UTCDateTime()),
+        )
+        await conn.execute(
+            old_users.insert(),
+            [
+                {
+                    "id": f"u{i}",
+                    "account_id": "acc",
+                    "email": f"u{i}@example.com",
+                    "display_name": f"U{i}",
+                    "is_admin": i == 0,
+                    "created_at": created,
+                }
+                for i in range(3)
+            ],
+        )
+    await store.migrate()
+    rows = await fetch(store, sa.select(schema.users).order_by(schema.users.c.id))
+    assert [r["full_name"] for r in rows] == ["u0@example.com", "u1@example.com", "u2@example.com"]
+    assert [r["display_name"] for r in rows] == ["U0", "U1", "U2"]  # kept
+    assert {(r["license"], r["registration_status"], r["registered_on"]) for r in rows} == {
+        ("pro", "registered", created)
+    }
+    assert len({r["personal_meeting_id"] for r in rows}) == 3
+    assert all(re.fullmatch(r"[1-9]\d{9}", r["personal_meeting_id"]) for r in rows)
+    assert all(re.fullmatch(r"[1-9]\d{5}", r["personal_pin"]) for r in rows)
+    [account] = await fetch(store, sa.select(schema.accounts))
+    assert (account["type"], account["remote_control"], account["dial_out"], account["time_zone"]) == (
+        "team",
+        True,
+        True,
+        "UTC",
+    )
+    assert await schema_diff(store, schema.metadata) == []
 
 
 async def test_migrated_schema_matches_metadata(store: Store) -> None:

@@ -31,11 +31,6 @@ async def count_accounts(conn: AsyncConnection) -> int:
     return (await conn.execute(select(func.count()).select_from(accounts))).scalar_one()
 
 
-async def insert_account(conn: AsyncConnection, account_id: str, name: str, at: datetime) -> None:
-    """Create an account."""
-    await conn.execute(accounts.insert().values(id=account_id, name=name, type="team", created_at=at))
-
-
 async def insert_user(
     conn: AsyncConnection, user: User, at: datetime, *, full_name: str | None = None
 ) -> None:
@@ -169,8 +164,14 @@ async def account_by_id(conn: AsyncConnection, account_id: str) -> Account | Non
     )
 
 
-async def create_account(
-    conn: AsyncConnection, account_id: str, name: str, kind: str, time_zone: str, at: datetime
+async def insert_account(
+    conn: AsyncConnection,
+    account_id: str,
+    name: str,
+    at: datetime,
+    *,
+    kind: str = "team",
+    time_zone: str = "UTC",
 ) -> None:
     """Create an account of a type (team or enterprise) in a time zone."""
     await conn.execute(
