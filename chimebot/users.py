@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chimebot.accounts import check_name
 from chimebot.clock import Clock
-from chimebot.errors import Conflict, Invalid, NotFound
+from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
 from chimebot.ids import new_pin
 from chimebot.models import InvitationStatus, License, Profile, RegistrationStatus, User
+from chimebot.passwords import hash_password, verify_password
 from chimebot.store import Store
 from chimebot.store import accounts as q
 
@@ -67,6 +68,26 @@ class Users:
     async def profile_of(self, user: User) -> Profile:
         """A user's own profile."""
         async with self._store.read() as conn:
+            return await self._profile(conn, user, user.id)
+
+    async def update_own(self, user: User, changes: dict[str, str], *, password_min_length: int) -> Profile:
+        """Let a user change their own names, or their password (giving the current one)."""
+        values: dict[str, Any] = {}
+        for key in ("full_name", "display_name"):
+            if key in changes:
+                values[key] = check_name(changes[key], f"`{key}`")
+        if "password" in changes:
+            new = changes["password"]
+            if not password_min_length <= len(new) <= 1024:
+                raise Invalid(f"a password must be {password_min_length} to 1024 characters long")
+            async with self._store.read() as conn:
+                stored = await q.password_hash_of(conn, user.id)
+            if stored is not None and not await verify_password(changes.get("current_password", ""), stored):
+                raise Forbidden("`current_password` is wrong", code="wrong_password")
+            values["password_hash"] = await hash_password(new)
+        async with self._store.transaction() as conn:
+            if values:
+                await q.update_user(conn, user.id, values)
             return await self._profile(conn, user, user.id)
 
     async def get(self, admin: User, user_id: str) -> Profile:

@@ -160,6 +160,33 @@ async def test_seed_walkthrough_with_the_cli_and_the_rest_api(
         assert ("api", "meetings.create", "refused") in seen
         status, body = await call(http, "GET", f"{api}/audit?action=admin.license", boss)
         assert status == 200 and [e["target"] for e in body["entries"]] == ["bob@new.example"]
+        status, body = await call(http, "GET", f"{api}/audit?action=invitations.create", boss)
+        assert [e["target"] for e in body["entries"]] == [
+            f"account_id={account_id} alice@example.com Bob@New.Example"
+        ]
+
+        # Bob renames himself and changes his password, then signs in with it.
+        new_password = "a much longer passphrase"
+        status, body = await call(http, "PATCH", f"{api}/me", bob, json={"password": new_password})
+        assert (status, body["error"]) == (403, "wrong_password")
+        status, body = await call(
+            http,
+            "PATCH",
+            f"{api}/me",
+            bob,
+            json={"display_name": "Bob", "password": new_password, "current_password": PASSWORD},
+        )
+        assert status == 200 and (body["display_name"], body["full_name"]) == ("Bob", "Bob Builder"), body
+        status, body = await call(
+            http, "POST", f"{api}/sessions", json={"email": "bob@new.example", "password": PASSWORD}
+        )
+        assert (status, body["error"]) == (401, "wrong_password")
+        status, body = await call(
+            http, "POST", f"{api}/sessions", json={"email": "BOB@new.example", "password": new_password}
+        )
+        assert status == 201 and body["user"]["display_name"] == "Bob"
+        status, me = await call(http, "GET", f"{api}/me", body["token"])
+        assert status == 200 and me["license"] == "basic" and me["primary_email"] == "bob@new.example"
 
         # The report sees Alice's recording as an active Pro day; Bob has none.
         report = as_json(chimebot("admin", "usage", "--as", "boss@acme.example", "--json", cwd=cwd))

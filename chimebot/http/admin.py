@@ -10,7 +10,7 @@ from aiohttp import web
 
 from chimebot.errors import Forbidden, Invalid
 from chimebot.http import SERVICES
-from chimebot.http.audit import audited
+from chimebot.http.audit import AUDIT_TARGET, audited
 from chimebot.http.parsing import admin_only, current_user, field, json_object, path_id, query_int
 from chimebot.models import User
 
@@ -82,6 +82,7 @@ async def invite(request: web.Request, admin: User) -> web.Response:
     emails = field(await json_object(request), "emails", list, label="a list of email addresses")
     if not all(isinstance(e, str) for e in emails):
         raise Invalid("`emails` must be a list of email addresses (strings)")
+    request[AUDIT_TARGET] = " ".join(emails)[:200]
     profiles = await request.app[SERVICES].invitations.invite(admin, emails)
     return web.json_response({"users": [p.to_json() for p in profiles]}, status=201)
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from chimebot.errors import Invalid
 from chimebot.http import SERVICES
-from chimebot.http.audit import audited
+from chimebot.http.audit import AUDIT_TARGET, audited
 from chimebot.http.parsing import CALLER, current_user, field, json_object, path_id, query_int, timestamp
 
 NO_STORE = {"Cache-Control": "no-store"}  # answers that carry a token are not for caches
@@ -22,6 +22,23 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response((await svc.users.profile_of(user)).to_json())
 
 
+@routes.patch("/api/v1/me")
+@audited("me.update")
+async def update_me(request: web.Request) -> web.Response:
+    """Change your own full_name or display_name, or your password (with current_password)."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    body = await json_object(request)
+    allowed = ("full_name", "display_name", "password", "current_password")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise Invalid(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    changes = {key: field(body, key, str, label="a string") for key in allowed if key in body}
+    minimum = svc.config.accounts.password_min_length
+    profile = await svc.users.update_own(user, changes, password_min_length=minimum)
+    return web.json_response(profile.to_json())
+
+
 @routes.post("/api/v1/sessions")
 @audited("sessions.sign_in")
 async def sign_in(request: web.Request) -> web.Response:
@@ -30,6 +47,7 @@ async def sign_in(request: web.Request) -> web.Response:
     body = await json_object(request)
     email = field(body, "email", str, label="an email address")
     password = field(body, "password", str, label="a string")
+    request[AUDIT_TARGET] = email[:200]  # the address tried, so refused attempts say on whom
     user, token = await svc.signin.sign_in(email, password)
     request[CALLER] = user
     return web.json_response({"user": user.to_json(), "token": token}, status=201, headers=NO_STORE)

@@ -27,6 +27,8 @@ _AUDITED_PREFIXES = ("/api/v1/", "/signin/", "/invitations/")
 # Path parameters that are credentials: never written to the log.
 _SECRET_PARAMS = {"token"}
 _UNSET = object()
+# A handler may name what it acts on when the path does not (an address, a list of addresses).
+AUDIT_TARGET = web.RequestKey("audit_target", str)
 
 
 def audited(action: str | None) -> Callable[[F], F]:
@@ -56,6 +58,8 @@ def _action(request: web.Request) -> str | None:
 def _target(request: web.Request, response: web.StreamResponse | None) -> str | None:
     """What was acted on: the path's ids, or the id of what a 201 created."""
     ids = [f"{k}={v}" for k, v in request.match_info.items() if k not in _SECRET_PARAMS]
+    if AUDIT_TARGET in request:
+        ids.append(request[AUDIT_TARGET])
     if response is not None and response.status == 201 and isinstance(response, web.Response):
         created = _json_field(response, "id")
         if isinstance(created, str):
