@@ -168,3 +168,18 @@ async def test_concurrent_webhook_creation_respects_names_and_the_limit(cluster:
     assert sorted(set(many)) == [201, 409] and many.count(201) == 8  # 1 + 1 + 8 = the limit of 10
     listed = await a.client.get(f"/api/v1/rooms/{room_id}/webhooks", headers=auth)
     assert len((await listed.json())["webhooks"]) == 10
+
+
+async def test_sign_in_attempts_are_counted_across_nodes(cluster: Callable[..., Any]) -> None:
+    # Three attempts per address, shared through Redis: a guesser gains nothing by switching nodes.
+    limits = {"signin_attempts_per_address": 3}
+    a, b = await cluster(accounts=limits), await cluster(accounts=limits)
+    admin = await a.services.accounts.operator()
+    body = {"email": admin.email, "password": "not the password"}
+    statuses = []
+    for node in (a, b, a, b):
+        resp = await node.client.post("/api/v1/sessions", json=body)
+        statuses.append(resp.status)
+    assert statuses == [401, 401, 401, 429]
+    assert int(resp.headers["Retry-After"]) > 0
+    assert (await resp.json())["error"] == "rate_limited"
