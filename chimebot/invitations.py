@@ -204,6 +204,8 @@ class Invitations:
                     conn,
                     user.id,
                     {
+                        # Invited by several accounts before registering: the link used decides.
+                        "account_id": account_id,
                         "full_name": name,
                         "display_name": shown,
                         "password_hash": password_hash,

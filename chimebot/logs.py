@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import re
 
-# Webhook URLs carry their token in the query; aiohttp logs the start of a malformed request line.
-_SECRETS = re.compile(r"(token=)[^&\s'\"]+|(Bearer\s+)\S+|(/signin/)[A-Za-z0-9_-]+", re.IGNORECASE)
+# Webhook URLs carry their token in the query; sign-in and invitation links in the path (access log);
+# aiohttp logs the start of a malformed request line.
+_SECRETS = re.compile(
+    r"(token=)[^&\s'\"]+|(Bearer\s+)\S+|(/(?:signin|invitations)/)(?!accept\b)[A-Za-z0-9_-]+", re.IGNORECASE
+)
 
 
 def redact(text: str) -> str:
-    """Replace tokens, bearer credentials and sign-in links in text with ``<redacted>``."""
+    """Replace tokens, bearer credentials, sign-in and invitation links in text with ``<redacted>``."""
     return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "<redacted>", text)
 
 

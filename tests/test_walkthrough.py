@@ -5,6 +5,7 @@ of them Basic, and see that their Pro attempts are refused while the other's suc
 from __future__ import annotations
 
 import email
+import json
 import re
 import subprocess
 from email import policy
@@ -44,7 +45,7 @@ async def call(
 async def test_seed_walkthrough_with_the_cli_and_the_rest_api(
     server: tuple[str, Path, str, subprocess.Popen[str]],  # noqa: F811
 ) -> None:
-    base, cwd, _, _ = server
+    base, cwd, _, proc = server
     api = f"{base}/api/v1"
     outbox = cwd / "chimebot-data" / "outbox"
     async with aiohttp.ClientSession() as http:
@@ -100,6 +101,10 @@ async def test_seed_walkthrough_with_the_cli_and_the_rest_api(
         )
         assert status == 200, accepted
         alice = accepted["token"]
+        # Bob opens his link first: the page asks a new person for a name and a password.
+        async with http.get(f"{base}/invitations/{invitation_token(outbox, 'bob@new.example')}") as resp:
+            page = await resp.text()
+            assert resp.status == 200 and "Join Acme" in page and "password" in page, page
         status, accepted = await call(
             http,
             "POST",
@@ -193,3 +198,17 @@ async def test_seed_walkthrough_with_the_cli_and_the_rest_api(
         assert [(u["email"], u["active_day_count"], u["charge"]) for u in report["users"]] == [
             ("alice@example.com", 1, "3.00")
         ]
+
+        everything = as_json(
+            chimebot("admin", "audit", "--all-accounts", "--limit", "500", "--json", cwd=cwd)
+        )
+
+    # No credential reached the server's output (access log included) or the audit log.
+    invitations = [invitation_token(outbox, a) for a in ("alice@example.com", "bob@new.example")]
+    secrets = [boss, alice, bob, PASSWORD, new_password, link.rsplit("/", 1)[1], *invitations]
+    proc.terminate()
+    output = proc.communicate(timeout=15)[0]
+    assert "GET /invitations/<redacted> 200" in output  # the access log is in there, without the token
+    audit_text = json.dumps(everything)
+    assert [s for s in secrets if s in output] == []
+    assert [s for s in secrets if s in audit_text] == []
