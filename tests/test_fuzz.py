@@ -33,6 +33,7 @@ import re
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -42,8 +43,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from chimebot import secrets
+from chimebot.errors import DomainError
 from chimebot.http.pages import OPENAPI
 from chimebot.models import User
+from chimebot.store import accounts as qa
 from tests.conftest import Harness
 
 T = TypeVar("T")
@@ -95,7 +99,10 @@ REAL_FOR_PARAM = {
     "user_id": ["user_id", "admin_id"],
     "webhook_id": ["webhook_id"],
     "token_id": ["token_id"],
-    "token": ["signin_token"],
+    "token": ["signin_token", "invitation_token"],
+    "account_id": ["account_id"],
+    "meeting_id": ["meeting_id"],
+    "domain": ["domain"],
 }
 WORLD_KEYS = [
     "room_id",
@@ -106,6 +113,10 @@ WORLD_KEYS = [
     "webhook_token",
     "token_id",
     "signin_token",
+    "invitation_token",
+    "account_id",
+    "meeting_id",
+    "domain",
     "admin_token",
     "member_token",
     "cursor",
@@ -346,6 +357,17 @@ extras = st.one_of(
 )
 
 FIELDS = ["name", "content", "format", "email", "is_admin", "Content", "token"]
+FIELDS += [
+    "emails",
+    "license",
+    "type",
+    "start_at",
+    "password",
+    "full_name",
+    "domain",
+    "time_zone",
+    "settings",
+]
 json_values = st.recursive(
     st.one_of(
         st.none(),
@@ -375,6 +397,60 @@ memberships = st.fixed_dictionaries(
     optional={"is_admin": st.one_of(st.booleans(), json_values)},
 )
 roles = st.fixed_dictionaries({"is_admin": st.one_of(st.booleans(), json_values)})
+addresses = st.one_of(
+    st.sampled_from([MEMBER_EMAIL, "admin@localhost", "new@fuzz.example", "Bad Address", ""]), nasty_text
+)
+passwords = st.one_of(st.sampled_from(["correct horse battery", "short", ""]), nasty_text)
+sessions = st.fixed_dictionaries({"email": addresses, "password": passwords})
+signups = st.fixed_dictionaries({"email": addresses})
+acceptances = st.fixed_dictionaries(
+    {"token": st.one_of(st.just("{invitation_token}"), nasty_text)},
+    optional={"full_name": nasty_text, "display_name": nasty_text, "password": passwords},
+)
+invitations = st.fixed_dictionaries({"emails": st.one_of(st.lists(addresses, max_size=3), json_values)})
+user_changes = st.fixed_dictionaries(
+    {},
+    optional={
+        "license": st.one_of(st.sampled_from(["basic", "pro", "gold"]), json_values),
+        "is_admin": st.one_of(st.booleans(), json_values),
+        "full_name": nasty_text,
+        "display_name": nasty_text,
+    },
+)
+own_changes = st.fixed_dictionaries(
+    {}, optional={"display_name": nasty_text, "password": passwords, "current_password": passwords}
+)
+account_changes = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": nasty_text,
+        "type": st.one_of(st.sampled_from(["team", "enterprise", "club"]), json_values),
+        "time_zone": st.one_of(
+            st.sampled_from(["UTC", "Europe/Berlin", "Mars/Olympus", "../etc"]), nasty_text
+        ),
+        "settings": st.one_of(
+            st.fixed_dictionaries({}, optional={"remote_control": json_values, "dial_out": st.booleans()}),
+            json_values,
+        ),
+    },
+)
+domains = st.fixed_dictionaries(
+    {"domain": st.one_of(st.sampled_from(["fuzz.example", "example.com", "-bad-.x", ""]), nasty_text)}
+)
+meetings = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.one_of(st.sampled_from(["instant", "scheduled", "webinar"]), json_values),
+        "topic": nasty_text,
+        "start_at": st.one_of(
+            st.sampled_from(
+                ["2026-03-01T09:00:00Z", "2026-03-01T09:00:00", "yesterday", "9999-12-31T23:59:59+14:00"]
+            ),
+            nasty_text,
+            json_values,
+        ),
+    },
+)
 chime_contents = st.builds(
     lambda prefix, text: {"Content": prefix + text},
     st.sampled_from(
@@ -456,6 +532,15 @@ ROUTE_BODIES = {
     ("PATCH", "/api/v1/rooms/{room_id}/members/{user_id}"): route_bodies(roles, "is_admin"),
     ("POST", "/api/v1/rooms/{room_id}/messages"): route_bodies(contents, "content"),
     ("POST", "/incomingwebhooks/{webhook_id}"): route_bodies(chime_contents, "Content"),
+    ("POST", "/api/v1/sessions"): route_bodies(sessions, "password"),
+    ("POST", "/api/v1/signup"): route_bodies(signups, "email"),
+    ("POST", "/api/v1/invitations/accept"): route_bodies(acceptances, "full_name"),
+    ("POST", "/api/v1/accounts/{account_id}/invitations"): route_bodies(invitations, "emails"),
+    ("PATCH", "/api/v1/users/{user_id}"): route_bodies(user_changes, "full_name"),
+    ("PATCH", "/api/v1/me"): route_bodies(own_changes, "display_name"),
+    ("PATCH", "/api/v1/accounts/{account_id}"): route_bodies(account_changes, "name"),
+    ("POST", "/api/v1/accounts/{account_id}/domains"): route_bodies(domains, "domain"),
+    ("POST", "/api/v1/meetings"): route_bodies(meetings, "topic"),
 }
 
 
@@ -547,8 +632,10 @@ class World:
     builds: int = 0
 
     async def build(self) -> None:
-        """Make a fresh room (with a member, a webhook and history), a spare token and a sign-in link."""
+        """Make a fresh room (with a member, a webhook and history), a spare token, a sign-in link, an
+        invitation and a meeting, after undoing what earlier requests did to the admin and the member."""
         app, self.builds = self.app, self.builds + 1
+        await self.repair()
         room_id = await app.room(f"fuzz-{self.builds}")
         other_room_id = await app.room(f"fuzz-other-{self.builds}", token=self.member_token)
         hook = await app.webhook(room_id, "fuzz")
@@ -568,6 +655,8 @@ class World:
         [token_id] = [t["id"] for t in await app.services.signin.tokens(app.admin) if t["name"] == spare]
         member = await app.services.accounts.user(MEMBER_EMAIL)
         link = await app.services.signin.signin_link(member)
+        invitation_token = await self.invitation(f"invitee-{self.builds}@fuzz.example")
+        meeting = await app.services.meetings.create(app.admin, "instant", "fuzz", None)
         self.values = {
             "room_id": room_id,
             "other_room_id": other_room_id,
@@ -577,10 +666,50 @@ class World:
             "webhook_token": hook["token"],
             "token_id": token_id,
             "signin_token": link.rsplit("/", 1)[1],
+            "invitation_token": invitation_token,
+            "account_id": app.admin.account_id,
+            "meeting_id": meeting.id,
+            "domain": "fuzz.example",
             "admin_token": app.token,
             "member_token": self.member_token,
             "cursor": cursor,
         }
+
+    async def repair(self) -> None:
+        """Make the admin an active Pro administrator and the member an active Pro member again, with
+        working tokens (fuzzed requests suspend, demote, relicense and sign them out)."""
+        app = self.app
+        async with app.services.store.transaction() as conn:
+            for user_id, is_admin in ((app.admin.id, True), (self.member.id, False)):
+                await qa.update_user(
+                    conn,
+                    user_id,
+                    {"is_admin": is_admin, "license": "pro", "registration_status": "registered"},
+                )
+        app.admin = await app.services.accounts.user(app.admin.email)
+        self.member = await app.services.accounts.user(MEMBER_EMAIL)
+        for attr, owner, holder in (("token", app.admin, app), ("member_token", self.member, self)):
+            try:
+                await app.services.signin.authenticate(getattr(holder, attr))
+            except DomainError:
+                setattr(holder, attr, await app.services.signin.create_token(owner, "fuzz"))
+
+    async def invitation(self, address: str) -> str:
+        """Invite an address and return the token of its link (renewed here, so no mail is read)."""
+        app = self.app
+        [invited] = await app.services.invitations.invite(app.admin, [address])
+        token = secrets.new_token()
+        async with app.services.store.transaction() as conn:
+            await qa.put_invitation(
+                conn,
+                account_id=app.admin.account_id,
+                user_id=invited.user.id,
+                token_hash=secrets.token_hash(token),
+                invited_by=app.admin.id,
+                at=app.clock.now(),
+                expires_at=app.clock.now() + timedelta(days=365),
+            )
+        return token
 
     def resolve(self, text: str) -> str:
         """Replace placeholders by the current real values."""
@@ -625,7 +754,10 @@ def is_destructive(req: Req, status: int) -> bool:
     if not 200 <= status < 300:
         return False
     return req.method in ("DELETE", "PATCH") or (
-        req.method == "POST" and req.template.endswith(("/regenerate", "{token}"))
+        req.method == "POST"
+        and req.template.endswith(
+            ("/regenerate", "{token}", "/suspend", "/logout", "/accept", "/invitations")
+        )
     )
 
 
@@ -713,9 +845,14 @@ def signature_of(logged: tuple[str, ...], fallback: str) -> str:
 
 
 def is_signin_page(req: Req, answer: Answer, world: World) -> bool:
-    """The sign-in page is for people: a link that cannot be used gets an HTML 404 page, by design."""
-    page = (answer.status, answer.content_type, req.method) == (404, "text/html", "GET")
-    return page and world.resolve(req.path).startswith("/signin/")
+    """Sign-in and invitation pages are for people: a link that cannot be used, or an invitation form
+    filled in wrong, gets an HTML page with the reason and a 4xx status, by design."""
+    path = world.resolve(req.path)
+    if answer.content_type != "text/html" or req.method not in ("GET", "POST"):
+        return False
+    if path.startswith("/signin/"):
+        return (answer.status, req.method) == (404, "GET")
+    return path.startswith("/invitations/")
 
 
 def judge(req: Req, answer: Answer, world: World) -> None:
