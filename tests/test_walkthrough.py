@@ -186,6 +186,11 @@ async def test_seed_walkthrough_with_the_cli_and_the_rest_api(
             http, "POST", f"{api}/sessions", json={"email": "bob@new.example", "password": PASSWORD}
         )
         assert (status, body["error"]) == (401, "wrong_password")
+        # Acme's administrator sees the refused attempt on one of Acme's users.
+        status, seen = await call(http, "GET", f"{api}/audit?action=sessions.sign_in&outcome=refused", boss)
+        assert [(e["actor"], e["target"], e["status"]) for e in seen["entries"]] == [
+            ("anonymous", "bob@new.example", 401)
+        ]
         status, body = await call(
             http, "POST", f"{api}/sessions", json={"email": "BOB@new.example", "password": new_password}
         )

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from chimebot.errors import Invalid
 from chimebot.http import SERVICES
-from chimebot.http.audit import AUDIT_TARGET, audited
+from chimebot.http.audit import AUDIT_SUBJECT, AUDIT_TARGET, audited
 from chimebot.http.parsing import CALLER, current_user, field, json_object, path_id, query_int, timestamp
 
 NO_STORE = {"Cache-Control": "no-store"}  # answers that carry a token are not for caches
@@ -47,7 +47,7 @@ async def sign_in(request: web.Request) -> web.Response:
     body = await json_object(request)
     email = field(body, "email", str, label="an email address")
     password = field(body, "password", str, label="a string")
-    request[AUDIT_TARGET] = email[:200]  # the address tried, so refused attempts say on whom
+    request[AUDIT_TARGET] = request[AUDIT_SUBJECT] = email.strip().lower()[:200]  # whom an attempt was on
     user, token = await svc.signin.sign_in(email, password)
     request[CALLER] = user
     return web.json_response({"user": user.to_json(), "token": token}, status=201, headers=NO_STORE)

@@ -3,15 +3,18 @@ refused), and ``GET /api/v1/audit`` for administrators."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from chimebot.audit import Entry
+from chimebot.errors import DomainError
 from chimebot.http import SERVICES
 from chimebot.http.parsing import CALLER, admin_only, query_int, timestamp
 from chimebot.models import User
@@ -29,6 +32,9 @@ _SECRET_PARAMS = {"token"}
 _UNSET = object()
 # A handler may name what it acts on when the path does not (an address, a list of addresses).
 AUDIT_TARGET = web.RequestKey("audit_target", str)
+# The address an anonymous request was about (a sign-in attempt): its entry goes to that user's account,
+# so the account's administrators see attempts on their users.
+AUDIT_SUBJECT = web.RequestKey("audit_subject", str)
 
 
 def audited(action: str | None) -> Callable[[F], F]:
@@ -101,6 +107,11 @@ async def _record(request: web.Request, action: str, response: web.StreamRespons
         code = _json_field(response, "error")
         detail = f"{code}: {message}" if code else None
     caller: User | None = request.get(CALLER)
+    svc = request.app[SERVICES]
+    account_id = caller.account_id if caller else None
+    if caller is None and AUDIT_SUBJECT in request:
+        with contextlib.suppress(DomainError):
+            account_id = (await svc.accounts.user(request[AUDIT_SUBJECT])).account_id
     entry = Entry.by(
         caller,
         source="api",
@@ -111,7 +122,7 @@ async def _record(request: web.Request, action: str, response: web.StreamRespons
         status=status,
         detail=detail,
     )
-    await request.app[SERVICES].audit.record(entry)
+    await svc.audit.record(replace(entry, account_id=account_id))
 
 
 @routes.get("/api/v1/audit")
