@@ -114,12 +114,22 @@ class SignIn:
 
     async def authenticate(self, token: str | None) -> User:
         """Return the user a bearer token belongs to; suspended users are refused."""
+        user = await self.identify(token)
+        require_active(user)
+        return user
+
+    async def identify(self, token: str | None) -> User:
+        """Return the user a bearer token belongs to, whatever their status."""
         if not token:
             raise Unauthorized("send a personal API token as `Authorization: Bearer <token>`")
         async with self._store.read() as conn:
             user = await q.user_by_token_hash(conn, secrets.token_hash(token))
         if user is None:
             raise Unauthorized("this API token is unknown or was revoked")
-        if user.registration_status == "suspended":
-            raise Forbidden(SUSPENDED, code="suspended")
         return user
+
+
+def require_active(user: User) -> None:
+    """Refuse a suspended user."""
+    if user.registration_status == "suspended":
+        raise Forbidden(SUSPENDED, code="suspended")

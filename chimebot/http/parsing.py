@@ -15,6 +15,7 @@ from chimebot.errors import Forbidden, Invalid, NotFound
 from chimebot.http import SERVICES
 from chimebot.models import User
 from chimebot.services import Services
+from chimebot.signin import require_active
 
 # Where the authenticated caller is kept on the request, for the audit log.
 CALLER = web.RequestKey("caller", User)
@@ -43,8 +44,9 @@ def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | No
 
 async def current_user(request: web.Request, services: Services, *, allow_query: bool = False) -> User:
     """Authenticate the caller by their personal API token."""
-    user = await services.signin.authenticate(bearer_token(request, allow_query=allow_query))
-    request[CALLER] = user
+    user = await services.signin.identify(bearer_token(request, allow_query=allow_query))
+    request[CALLER] = user  # known before the status check, so a suspended user's attempts name them
+    require_active(user)
     return user
 
 

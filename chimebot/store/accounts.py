@@ -251,8 +251,10 @@ async def profiles(
     """A page of the account's users ordered by address, after the address ``after``."""
     stmt = _profiles_query(account_id)
     for name, value in filters.items():
-        column = invitations.c.status if name == "invitation_status" else users.c[name]
-        stmt = stmt.where(column == value)
+        if name == "invitation_status":  # no invitation row (the first admin) shows as accepted
+            stmt = stmt.where(func.coalesce(invitations.c.status, "accepted") == value)
+        else:
+            stmt = stmt.where(users.c[name] == value)
     if after is not None:
         stmt = stmt.where(users.c.email > after)
     rows = await conn.execute(stmt.order_by(users.c.email).limit(limit))
