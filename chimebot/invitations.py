@@ -17,7 +17,7 @@ from chimebot.config import AccountsConfig
 from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
 from chimebot.ids import new_id
 from chimebot.mail import DeliveryFailed, Mailer, compose
-from chimebot.models import Profile, User
+from chimebot.models import Account, Profile, User
 from chimebot.passwords import hash_password
 from chimebot.store import Store
 from chimebot.store import accounts as q
@@ -79,38 +79,15 @@ class Invitations:
         if len(addresses) > MAX_PER_CALL:
             raise Invalid(f"invite at most {MAX_PER_CALL} addresses at a time; got {len(addresses)}")
         emails = list(dict.fromkeys(normalise_email(a) for a in addresses))
-        now = self._clock.now()
         outgoing: list[_Outgoing] = []
         async with self._store.transaction() as conn:
             account = await q.account_by_id(conn, admin.account_id)
             if account is None:
                 raise NotFound("your account no longer exists")
             for email in emails:
-                user = await q.user_by_email(conn, email)
-                if user is None:
-                    user = User(
-                        new_id(),
-                        account.id,
-                        email,
-                        email,
-                        False,
-                        self._config.default_license,
-                        "unregistered",
-                    )
-                    await q.insert_user(conn, user, now)
-                elif user.account_id == account.id and user.registration_status != "unregistered":
-                    continue  # already a member; nothing to accept
-                token = secrets.new_token()
-                invitation_id = await q.put_invitation(
-                    conn,
-                    account_id=account.id,
-                    user_id=user.id,
-                    token_hash=secrets.token_hash(token),
-                    invited_by=admin.id,
-                    at=now,
-                    expires_at=now + timedelta(hours=self._config.invitation_ttl_hours),
-                )
-                outgoing.append(_Outgoing(invitation_id, token, email, account.name, admin.display_name))
+                item = await self._open(conn, account, email, admin)
+                if item is not None:
+                    outgoing.append(item)
         await self._deliver(outgoing)
         async with self._store.read() as conn:
             found = [await q.user_by_email(conn, email) for email in emails]
@@ -119,7 +96,6 @@ class Invitations:
     async def sign_up(self, address: str) -> None:
         """Let a person whose address is in a claimed domain join that account (by a mailed link)."""
         email = normalise_email(address)
-        now = self._clock.now()
         async with self._store.transaction() as conn:
             account_id = await q.domain_owner(conn, email.rpartition("@")[2])
             if account_id is None:
@@ -130,29 +106,37 @@ class Invitations:
                 )
             account = await q.account_by_id(conn, account_id)
             assert account is not None
-            user = await q.user_by_email(conn, email)
-            if (
-                user is not None
-                and user.account_id == account.id
-                and user.registration_status != "unregistered"
-            ):
-                return  # already in; answering the same way does not reveal who has a user
-            if user is None:
-                user = User(
-                    new_id(), account.id, email, email, False, self._config.default_license, "unregistered"
-                )
-                await q.insert_user(conn, user, now)
-            token = secrets.new_token()
-            invitation_id = await q.put_invitation(
-                conn,
-                account_id=account.id,
-                user_id=user.id,
-                token_hash=secrets.token_hash(token),
-                invited_by=None,
-                at=now,
-                expires_at=now + timedelta(hours=self._config.invitation_ttl_hours),
-            )
-        await self._deliver([_Outgoing(invitation_id, token, email, account.name, None)])
+            item = await self._open(conn, account, email, None)
+        if item is not None:  # else already in: the same answer does not reveal who has a user
+            await self._deliver([item])
+
+    async def _open(
+        self, conn: AsyncConnection, account: Account, email: str, inviter: User | None
+    ) -> _Outgoing | None:
+        """Create or renew the invitation of an address to an account (None: already a member there).
+
+        A new person gets an unregistered user in the account; someone with a user elsewhere keeps it
+        until they accept. ``inviter`` None means the person asked for it (claimed-domain sign-up).
+        """
+        now = self._clock.now()
+        user = await q.user_by_email(conn, email)
+        if user is None:
+            granted = self._config.default_license
+            user = User(new_id(), account.id, email, email, False, granted, "unregistered")
+            await q.insert_user(conn, user, now)
+        elif user.account_id == account.id and user.registration_status != "unregistered":
+            return None
+        token = secrets.new_token()
+        invitation_id = await q.put_invitation(
+            conn,
+            account_id=account.id,
+            user_id=user.id,
+            token_hash=secrets.token_hash(token),
+            invited_by=inviter.id if inviter else None,
+            at=now,
+            expires_at=now + timedelta(hours=self._config.invitation_ttl_hours),
+        )
+        return _Outgoing(invitation_id, token, email, account.name, inviter.display_name if inviter else None)
 
     async def pending(self, token: str) -> Pending:
         """What an invitation link is for, without using it."""
