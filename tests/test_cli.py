@@ -192,3 +192,58 @@ def test_a_port_in_use_and_an_unreachable_database_are_one_clear_line(tmp_path: 
         result = chimebot("--config", str(config), *args, cwd=tmp_path)
         assert result.returncode == 1, args
         assert "check [database] url" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_account_administration_commands(tmp_path: Path) -> None:
+    def admin(*args: str) -> Any:
+        return as_json(chimebot("admin", *args, "--as", "boss@corp.example", "--json", cwd=tmp_path))
+
+    made = as_json(
+        chimebot(
+            "admin",
+            "create-account",
+            "Corp",
+            "--admin",
+            "boss@corp.example",
+            "--type",
+            "enterprise",
+            "--json",
+            cwd=tmp_path,
+        )
+    )
+    assert made["account"]["type"] == "enterprise" and "/signin/" in made["signin_link"]
+    assert admin("claim-domain", "Corp.Example")["domains"] == ["corp.example"]
+    changed = admin("account", "--time-zone", "Europe/Berlin", "--dial-out", "off")
+    assert (changed["time_zone"], changed["settings"]) == (
+        "Europe/Berlin",
+        {"remote_control": True, "dial_out": False},
+    )
+    [invited] = admin("invite", "ann@corp.example")
+    assert (invited["invitation_status"], invited["registration_status"]) == ("pending", "unregistered")
+    assert [u["primary_email"] for u in admin("users", "--invitation-status", "pending")] == [
+        "ann@corp.example"
+    ]
+    assert admin("suspend", "ann@corp.example")["registration_status"] == "suspended"
+    assert admin("unsuspend", "ann@corp.example")["registration_status"] == "unregistered"  # never registered
+    pin = admin("user", "ann@corp.example")["personal_pin"]
+    assert admin("reset-pin", "ann@corp.example")["personal_pin"] != pin
+    assert admin("logout", "ann@corp.example") == {"revoked_tokens": 0}
+    assert admin("license", "ann@corp.example", "basic")["license"] == "basic"
+    report = chimebot("admin", "usage", "--as", "boss@corp.example", "--csv", cwd=tmp_path)
+    assert report.returncode == 0 and report.stdout.startswith("user_id,email,license,")
+
+    # Someone who is not an administrator cannot act as one; the refusal is in the audit log too.
+    refused = chimebot("admin", "suspend", "boss@corp.example", "--as", "ann@corp.example", cwd=tmp_path)
+    assert refused.returncode == 1 and "not an active administrator" in refused.stderr
+    entries = admin("audit", "--source", "cli")
+    assert [(e["action"], e["outcome"]) for e in entries][:3] == [
+        ("admin.license", "ok"),
+        ("admin.logout", "ok"),
+        ("admin.reset-pin", "ok"),
+    ]
+    everything = as_json(
+        chimebot("admin", "audit", "--all-accounts", "--outcome", "refused", "--json", cwd=tmp_path)
+    )
+    assert [(e["actor"], e["action"], e["target"]) for e in everything] == [
+        ("cli", "admin.suspend", "boss@corp.example")
+    ]

@@ -1,4 +1,5 @@
-"""The ``chimebot`` command: serve, migrate, check-config, and admin actions on the database."""
+"""The ``chimebot`` command: serve, migrate, check-config, tokens, rooms, webhooks and ``admin`` actions
+(account administration lives in ``chimebot.cli.accounts``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import getpass
 import json
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from chimebot import __version__
 from chimebot.audit import Entry
+from chimebot.cli import accounts
+from chimebot.cli.accounts import Command
 from chimebot.config import Config, ConfigError, load_config
-from chimebot.errors import DomainError, Forbidden
-from chimebot.http.parsing import timestamp
+from chimebot.errors import DomainError
 from chimebot.logs import configure_logging
 from chimebot.models import User
 from chimebot.services import Services, build_services
-
-Command = Callable[[Services, argparse.Namespace], Awaitable[Any]]
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -77,49 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("signin-link", "make a new one-time sign-in link for a user", admin)
     p.add_argument("email")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p = command("create-account", "create an account with a new administrator", admin)
-    p.add_argument("name")
-    p.add_argument("--admin", metavar="EMAIL", required=True, help="address of its first administrator")
-    p.add_argument("--type", choices=("team", "enterprise"), default="team", help="default: team")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p = _acting(command("account", "show the account, or change it with the options", admin))
-    p.add_argument("--name", help="a new name")
-    p.add_argument("--type", choices=("team", "enterprise"))
-    p.add_argument("--time-zone", metavar="ZONE", help="IANA zone of the usage report, e.g. Europe/Berlin")
-    p.add_argument("--remote-control", choices=("on", "off"))
-    p.add_argument("--dial-out", choices=("on", "off"))
-    p = _acting(command("claim-domain", "claim a domain for an enterprise account", admin))
-    p.add_argument("domain")
-    p = _acting(command("release-domain", "give up a claimed domain", admin))
-    p.add_argument("domain")
-    p = _acting(command("invite", "invite up to 50 addresses; each is mailed a one-time link", admin))
-    p.add_argument("emails", nargs="+", metavar="EMAIL")
-    p = _acting(command("users", "list the account's users and invited people", admin))
-    p.add_argument("--registration-status", choices=("unregistered", "registered", "suspended"))
-    p.add_argument("--invitation-status", choices=("pending", "accepted", "failed"))
-    p.add_argument("--license", choices=("basic", "pro"))
-    p.add_argument("--limit", type=int, default=200, help="most users to show (default 200)")
-    p = _acting(command("user", "show one user", admin))
-    p.add_argument("email")
-    p = _acting(command("license", "assign a license to a user", admin))
-    p.add_argument("email")
-    p.add_argument("license", choices=("basic", "pro"))
-    for name, what in (
-        ("suspend", "suspend a user (no sign-in, tokens refused)"),
-        ("unsuspend", "lift a user's suspension"),
-        ("reset-pin", "give a user a new personal PIN"),
-        ("logout", "sign a user out everywhere (revoke tokens and sign-in links)"),
-    ):
-        _acting(command(name, what, admin)).add_argument("email")
-    p = _acting(command("usage", "the usage and billing report of a month", admin))
-    p.add_argument("--month", metavar="YYYY-MM", help="default: the current month in the account's zone")
-    p.add_argument("--csv", action="store_true", help="print CSV instead")
-    p = _acting(command("audit", "the audit log, newest first", admin))
-    for name in ("actor", "action", "target", "outcome", "source"):
-        p.add_argument(f"--{name}", dest=f"only_{name}", help=f"only entries with this {name}")
-    p.add_argument("--since", metavar="TIME", help="ISO 8601 time, e.g. 2026-11-01T00:00:00Z")
-    p.add_argument("--limit", type=int, default=100, help="most entries to show (default 100)")
-    p.add_argument("--all-accounts", action="store_true", help="every account's entries, not only yours")
+    accounts.add_commands(admin, command)
 
     hook = sub.add_parser("webhook", help="incoming webhooks").add_subparsers(dest="action", required=True)
     p = command("create", "create a webhook in a room (by id or name)", hook)
@@ -135,15 +93,6 @@ def _parser() -> argparse.ArgumentParser:
     p = command("list", "list a room's webhooks", hook)
     p.add_argument("room")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    return parser
-
-
-def _acting(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of an administrator's command: who acts, and JSON output."""
-    parser.add_argument(
-        "--as", dest="acting", metavar="EMAIL", help="the administrator acting (default: the first one)"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 
 
@@ -275,7 +224,7 @@ async def _audited(svc: Services, handler: Command, args: argparse.Namespace) ->
     actor: User | None = None
     outcome, detail = "failed", None
     try:
-        actor = await _actor(svc, args)
+        actor = await accounts.acting_admin(svc, args)
         result = await handler(svc, args)
         outcome = "ok"
         return result
@@ -286,17 +235,6 @@ async def _audited(svc: Services, handler: Command, args: argparse.Namespace) ->
         fields: dict[str, Any] = {"source": "cli", "action": action, "outcome": outcome}
         fields |= {"target": target or None, "address": where, "detail": detail}
         await svc.audit.record(Entry.by(actor, **fields) if actor else Entry(actor="cli", **fields))
-
-
-async def _actor(svc: Services, args: argparse.Namespace) -> User:
-    """The administrator a command acts as: ``--as EMAIL`` or the first administrator."""
-    acting = getattr(args, "acting", None)
-    if not acting:
-        return await svc.accounts.operator()
-    user = await svc.accounts.user(acting)
-    if not user.is_admin or user.registration_status == "suspended":
-        raise Forbidden(f"{acting} is not an active administrator of its account")
-    return user
 
 
 def _print_human(result: Any) -> None:
@@ -345,115 +283,15 @@ async def _webhook_list(svc: Services, args: argparse.Namespace) -> list[dict[st
     return [h.to_json(svc.config.server.base_url) for h in await svc.incoming.list(operator, room.id)]
 
 
-async def _create_account(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    account, admin = await svc.accounts.create(args.name, args.type, args.admin)
-    return {
-        "account": account.to_json(),
-        "admin": admin.email,
-        "signin_link": await svc.signin.signin_link(admin),
-    }
-
-
-async def _account(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    admin = await _actor(svc, args)
-    changes: dict[str, Any] = {}
-    for option, key in (("name", "name"), ("type", "type"), ("time_zone", "time_zone")):
-        if getattr(args, option) is not None:
-            changes[key] = getattr(args, option)
-    for option in ("remote_control", "dial_out"):
-        if getattr(args, option) is not None:
-            changes[option] = getattr(args, option) == "on"
-    if changes:
-        return (await svc.accounts.update(admin, changes)).to_json()
-    return (await svc.accounts.get(admin.account_id)).to_json()
-
-
-async def _claim_domain(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    return (await svc.accounts.claim_domain(await _actor(svc, args), args.domain)).to_json()
-
-
-async def _release_domain(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    await svc.accounts.release_domain(await _actor(svc, args), args.domain)
-    return {"released": args.domain}
-
-
-async def _invite(svc: Services, args: argparse.Namespace) -> list[dict[str, Any]]:
-    profiles = await svc.invitations.invite(await _actor(svc, args), args.emails)
-    return [p.to_json() for p in profiles]
-
-
-async def _users(svc: Services, args: argparse.Namespace) -> list[dict[str, Any]]:
-    filters = {
-        k: v
-        for k in ("registration_status", "invitation_status", "license")
-        if (v := getattr(args, k)) is not None
-    }
-    page, _ = await svc.users.list(await _actor(svc, args), filters, limit=args.limit)
-    return [p.to_json() for p in page]
-
-
-async def _user_id(svc: Services, email: str) -> str:
-    return (await svc.accounts.user(email)).id
-
-
-async def _user(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    return (await svc.users.get(await _actor(svc, args), await _user_id(svc, args.email))).to_json()
-
-
-async def _license(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    admin, user_id = await _actor(svc, args), await _user_id(svc, args.email)
-    return (await svc.users.update(admin, user_id, {"license": args.license})).to_json()
-
-
-def _user_action(name: str) -> Command:
-    """A command that applies one Users method (suspend, unsuspend, reset_pin, logout) to a user."""
-
-    async def run(svc: Services, args: argparse.Namespace) -> Any:
-        result = await getattr(svc.users, name)(await _actor(svc, args), await _user_id(svc, args.email))
-        return {"revoked_tokens": result} if isinstance(result, int) else result.to_json()
-
-    return run
-
-
-async def _usage(svc: Services, args: argparse.Namespace) -> Any:
-    report = await svc.usage.report((await _actor(svc, args)).account_id, args.month)
-    return report.to_csv() if args.csv else report.to_json()
-
-
-async def _audit(svc: Services, args: argparse.Namespace) -> list[dict[str, Any]]:
-    admin = await _actor(svc, args)
-    names = ("actor", "action", "target", "outcome", "source")
-    filters = {k: v for k in names if (v := getattr(args, f"only_{k}"))}
-    since = timestamp(args.since, "--since") if args.since else None
-    entries, _ = await svc.audit.list(
-        None if args.all_accounts else admin.account_id, filters, since=since, limit=args.limit
-    )
-    return entries
-
-
 async def _migrate(svc: Services, args: argparse.Namespace) -> None:
     print("chimebot: the database is up to date", file=sys.stderr)
 
 
-_COMMANDS: dict[tuple[str, str | None], Command] = {
+_COMMANDS: dict[tuple[str, str | None], Command] = accounts.COMMANDS | {
     ("migrate", None): _migrate,
     ("token", "create"): _token_create,
     ("admin", "create-room"): _create_room,
     ("admin", "signin-link"): _signin_link,
-    ("admin", "create-account"): _create_account,
-    ("admin", "account"): _account,
-    ("admin", "claim-domain"): _claim_domain,
-    ("admin", "release-domain"): _release_domain,
-    ("admin", "invite"): _invite,
-    ("admin", "users"): _users,
-    ("admin", "user"): _user,
-    ("admin", "license"): _license,
-    ("admin", "suspend"): _user_action("suspend"),
-    ("admin", "unsuspend"): _user_action("unsuspend"),
-    ("admin", "reset-pin"): _user_action("reset_pin"),
-    ("admin", "logout"): _user_action("logout"),
-    ("admin", "usage"): _usage,
-    ("admin", "audit"): _audit,
     ("webhook", "create"): _webhook_create,
     ("webhook", "regenerate"): _webhook_regenerate,
     ("webhook", "delete"): _webhook_delete,
@@ -461,4 +299,4 @@ _COMMANDS: dict[tuple[str, str | None], Command] = {
 }
 
 # Commands that change nothing, so they are not written to the audit log.
-_READ_ONLY = {_migrate, _webhook_list, _users, _user, _usage, _audit}
+_READ_ONLY = {_migrate, _webhook_list, *accounts.READ_ONLY}
