@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,12 +16,14 @@ from chimebot.accounts import check_name, normalise_email
 from chimebot.clock import Clock
 from chimebot.config import AccountsConfig
 from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
-from chimebot.ids import new_id
+from chimebot.ids import new_id, new_pin
 from chimebot.mail import DeliveryFailed, Mailer, compose
 from chimebot.models import Account, Profile, User
 from chimebot.passwords import hash_password
+from chimebot.rooms import Rooms
 from chimebot.store import Store
 from chimebot.store import accounts as q
+from chimebot.store.log import EventDraft
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class Invitations:
         self,
         store: Store,
         clock: Clock,
+        rooms: Rooms,
         mailer: Mailer,
         config: AccountsConfig,
         *,
@@ -61,6 +65,7 @@ class Invitations:
         sender: str,
     ) -> None:
         self._sender = sender
+        self._rooms = rooms
         self._store = store
         self._clock = clock
         self._mailer = mailer
@@ -158,54 +163,70 @@ class Invitations:
         display_name: str | None = None,
         password: str | None = None,
     ) -> User:
-        """Accept an invitation: a new person sets a name and password; someone who has a user keeps it
-        and moves into the inviting account."""
-        now = self._clock.now()
-        password_hash = None
-        if password is not None:
-            if len(password) < self._config.password_min_length or len(password) > 1024:
-                raise Invalid(
-                    f"a password must be {self._config.password_min_length} to 1024 characters long"
-                )
-            password_hash = await hash_password(password)
-        async with self._store.transaction() as conn:
-            row = await q.open_invitation(conn, secrets.token_hash(token), now)
-            user = await q.user_by_id(conn, row["user_id"]) if row else None
-            if row is None or user is None:
-                raise NotFound(GONE)
-            if user.registration_status == "suspended":
-                raise Forbidden("this user is suspended; an administrator can unsuspend it", code="suspended")
-            account_id = row["account_id"]
-            if user.registration_status == "registered":
-                if user.account_id != account_id:
-                    await self._move(conn, user, account_id)
-            else:
-                if not full_name or password_hash is None:
-                    raise Invalid("to accept, set `full_name` and a `password`")
-                name = check_name(full_name, "a full name")
-                shown = check_name(display_name, "a display name") if display_name else name
-                await q.update_user(
-                    conn,
-                    user.id,
-                    {
-                        # Invited by several accounts before registering: the link used decides.
-                        "account_id": account_id,
-                        "full_name": name,
-                        "display_name": shown,
-                        "password_hash": password_hash,
-                        "registration_status": "registered",
-                        "registered_on": now,
-                    },
-                )
-            await q.set_invitation(
-                conn, row["id"], {"status": "accepted", "accepted_on": now, "failure_reason": None}
-            )
-            accepted = await q.user_by_id(conn, user.id)
-        assert accepted is not None
-        return accepted
+        """Accept an invitation: a new person sets a name and password; someone registered keeps their
+        user and moves into the inviting account (leaving the rooms of the account they leave)."""
+        token_hash = secrets.token_hash(token)
+        # The link is checked before the costly password hash: a wrong link costs no scrypt work.
+        async with self._store.read() as conn:
+            found = await q.open_invitation(conn, token_hash, self._clock.now())
+            user = await q.user_by_id(conn, found["user_id"]) if found else None
+            registered_before = await q.registered_on(conn, user.id) is not None if user else False
+        if found is None or user is None:
+            raise NotFound(GONE)
+        changes: dict[str, Any] = {}
+        if not registered_before:
+            if not full_name or password is None:
+                raise Invalid("to accept, set `full_name` and a `password`")
+            minimum = self._config.password_min_length
+            if not minimum <= len(password) <= 1024:
+                raise Invalid(f"a password must be {minimum} to 1024 characters long")
+            name = check_name(full_name, "a full name")
+            changes = {
+                "full_name": name,
+                "display_name": check_name(display_name, "a display name") if display_name else name,
+                "password_hash": await hash_password(password),
+            }
 
-    async def _move(self, conn: AsyncConnection, user: User, account_id: str) -> None:
-        """Move a registered user into the inviting account, unless it would leave theirs without admin."""
+        async def change(conn: AsyncConnection) -> tuple[User, list[EventDraft]]:
+            now = self._clock.now()
+            # One conditional UPDATE claims the link, so two requests racing cannot both accept it.
+            claimed = await q.claim_invitation(conn, token_hash, now)
+            current = await q.user_by_id(conn, claimed["user_id"]) if claimed else None
+            if claimed is None or current is None:
+                raise NotFound(GONE)
+            account_id = claimed["account_id"]
+            events: list[EventDraft] = []
+            values = dict(changes)
+            if current.account_id == account_id:
+                if current.registration_status == "suspended":
+                    raise Forbidden(
+                        "this user is suspended; an administrator of the account can unsuspend it",
+                        code="suspended",
+                    )
+            else:
+                # Joining another account starts afresh there: what the old account decided (role,
+                # license, suspension) or knew (the PIN) does not come along, and its rooms are left.
+                if current.registration_status == "registered":
+                    await self._keep_an_admin(conn, current)
+                events = await self._rooms.leave_account(conn, current.id, current.account_id)
+                values |= {
+                    "account_id": account_id,
+                    "is_admin": False,
+                    "license": self._config.default_license,
+                    "personal_pin": new_pin(),
+                }
+            if not registered_before:
+                values |= {"registered_on": now}
+            if values or current.registration_status != "registered":
+                await q.update_user(conn, current.id, values | {"registration_status": "registered"})
+            accepted = await q.user_by_id(conn, current.id)
+            assert accepted is not None
+            return accepted, events
+
+        return await self._store.writer.run(change)
+
+    async def _keep_an_admin(self, conn: AsyncConnection, user: User) -> None:
+        """Refuse to move the only administrator out of an account that has other users."""
         await q.lock_account_users(conn, user.account_id)
         last_admin = user.is_admin and await q.count_users(conn, user.account_id, admins=True) == 1
         if last_admin and await q.count_users(conn, user.account_id) > 1:
@@ -213,7 +234,6 @@ class Invitations:
                 "you are the only administrator of your current account; make someone else "
                 "administrator there before you join another account"
             )
-        await q.update_user(conn, user.id, {"account_id": account_id, "is_admin": False})
 
     async def _deliver(self, outgoing: list[_Outgoing]) -> None:
         """Mail the links, a few at a time; record each failure with its reason."""

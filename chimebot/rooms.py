@@ -163,6 +163,15 @@ class Rooms:
 
         await self._write(change)
 
+    async def leave_account(self, conn: AsyncConnection, user_id: str, account_id: str) -> list[EventDraft]:
+        """Inside a caller's change: remove a user leaving an account from that account's rooms."""
+        payload = {"user_id": user_id, "removed_by": user_id, "reason": "left the account"}
+        events = []
+        for room_id in await q.room_ids_in_account(conn, user_id, account_id):
+            await q.delete_member(conn, room_id, user_id)
+            events.append(self._event(room_id, MEMBER_LEFT, user_id, {"room_id": room_id} | payload))
+        return events
+
     # -- messages --------------------------------------------------------------------------------
 
     async def post_as_user(

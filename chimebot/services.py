@@ -145,7 +145,7 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
         accounts=Accounts(store, clock, config.bootstrap, config.accounts),
         signin=signin,
         invitations=Invitations(
-            store, clock, mailer, config.accounts, base_url=base_url, sender=config.smtp.from_address
+            store, clock, rooms, mailer, config.accounts, base_url=base_url, sender=config.smtp.from_address
         ),
         users=Users(store, clock),
         meetings=Meetings(store, clock, usage),

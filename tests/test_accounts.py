@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import functools
+import json
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -375,6 +376,62 @@ async def test_accepting_moves_an_unregistered_person_into_the_inviting_account(
     assert (me["id"], me["registration_status"]) == (invited["id"], "registered")
     assert me["account_id"] == h.admin.account_id  # the account whose link was accepted
     assert (me["full_name"], me["invitation_status"]) == ("Both", "accepted")
+
+
+async def test_what_another_account_set_on_an_invitee_does_not_come_along(
+    app: Harness, tmp_path: Path
+) -> None:
+    # The other account's admin invites the person first, makes them an administrator, gives them
+    # Basic, suspends them and learns their PIN; then we invite them and they accept our link.
+    h = app
+    other_id, _, boss_token = await other_account(h)
+    code, body = await call(
+        h, "POST", f"/api/v1/accounts/{other_id}/invitations", boss_token, {"emails": ["x@example.com"]}
+    )
+    assert code == 201, body
+    theirs = body["users"][0]
+    change = {"is_admin": True, "license": "basic"}
+    code, body = await call(h, "PATCH", f"/api/v1/users/{theirs['id']}", boss_token, change)
+    assert code == 200, body
+    code, body = await call(h, "POST", f"/api/v1/users/{theirs['id']}/suspend", boss_token)
+    assert (code, body["registration_status"]) == (200, "suspended")
+    await invite(h, "x@example.com")
+    [ours] = [m for m in outbox(tmp_path) if m["Subject"] == "Join chimebot on chimebot"]
+    accept = {"token": link_token(ours), "full_name": "X", "password": PASSWORD}
+    code, body = await call(h, "POST", "/api/v1/invitations/accept", body=accept, anonymous=True)
+    assert code == 200, body
+    code, me = await call(h, "GET", "/api/v1/me", body["token"])
+    assert me["account_id"] == h.admin.account_id
+    assert (me["is_admin"], me["license"], me["registration_status"]) == (False, "pro", "registered")
+    assert me["personal_pin"] != theirs["personal_pin"]
+    # The other account's admin can no longer change them.
+    code, body = await call(h, "POST", f"/api/v1/users/{theirs['id']}/suspend", boss_token)
+    assert code == 404, body
+
+
+async def test_moving_to_another_account_leaves_the_old_accounts_rooms(app: Harness, tmp_path: Path) -> None:
+    h = app
+    mover, mover_token = await h.user("mover@example.com")
+    await set_password(h, mover.id)
+    room_id = await h.room("old-room")
+    code, body = await call(h, "POST", f"/api/v1/rooms/{room_id}/members", body={"email": mover.email})
+    assert code == 201, body
+    other_id, _, boss_token = await other_account(h)
+    code, body = await call(
+        h, "POST", f"/api/v1/accounts/{other_id}/invitations", boss_token, {"emails": [mover.email]}
+    )
+    assert code == 201, body
+    async with h.client.ws_connect("/api/v1/stream", headers=h.auth(mover_token)) as ws:
+        assert json.loads((await ws.receive(timeout=5)).data)["type"] == "stream.ready"
+        accept = {"token": link_token(mail_to(tmp_path, mover.email))}
+        code, body = await call(h, "POST", "/api/v1/invitations/accept", body=accept, anonymous=True)
+        assert code == 200, body
+        frame = json.loads((await ws.receive(timeout=5)).data)
+    assert (frame["type"], frame["room_id"], frame["data"]["user_id"]) == ("member.left", room_id, mover.id)
+    code, body = await call(h, "GET", "/api/v1/rooms", body["token"])
+    assert (code, body["rooms"]) == (200, [])
+    code, body = await call(h, "GET", f"/api/v1/rooms/{room_id}/members")
+    assert [m["user_id"] for m in body["members"]] == [h.admin.id]
 
 
 # -- 2. failed delivery ----------------------------------------------------------------------------------

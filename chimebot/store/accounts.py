@@ -344,10 +344,25 @@ async def open_invitation(conn: AsyncConnection, token_hash: str, now: datetime)
     return (await conn.execute(stmt)).mappings().first()
 
 
-async def set_invitation(conn: AsyncConnection, invitation_id: str, values: dict[str, Any]) -> bool:
-    """Change an invitation's status; return whether it still existed."""
-    stmt = update(invitations).where(invitations.c.id == invitation_id).values(**values)
-    return (await conn.execute(stmt)).rowcount > 0
+async def claim_invitation(conn: AsyncConnection, token_hash: str, now: datetime) -> RowMapping | None:
+    """Mark an open invitation accepted and return it (account_id, user_id); None if it cannot be used."""
+    stmt = (
+        update(invitations)
+        .where(
+            invitations.c.token_hash == token_hash,
+            invitations.c.status.in_(("pending", "failed")),
+            invitations.c.expires_at > now,
+        )
+        .values(status="accepted", accepted_on=now, failure_reason=None)
+        .returning(invitations.c.account_id, invitations.c.user_id)
+    )
+    return (await conn.execute(stmt)).mappings().first()
+
+
+async def registered_on(conn: AsyncConnection, user_id: str) -> datetime | None:
+    """When a user first registered (None: never, so far)."""
+    stmt = select(users.c.registered_on).where(users.c.id == user_id)
+    return (await conn.execute(stmt)).scalar_one_or_none()
 
 
 async def fail_invitation(conn: AsyncConnection, invitation_id: str, token_hash: str, reason: str) -> None:

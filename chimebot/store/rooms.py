@@ -79,6 +79,17 @@ async def room_ids_of(conn: AsyncConnection, user_id: str) -> set[str]:
     return set((await conn.execute(stmt)).scalars())
 
 
+async def room_ids_in_account(conn: AsyncConnection, user_id: str, account_id: str) -> list[str]:
+    """The rooms of one account that a user is a member of."""
+    stmt = (
+        select(room_members.c.room_id)
+        .join(rooms, rooms.c.id == room_members.c.room_id)
+        .where(room_members.c.user_id == user_id, rooms.c.account_id == account_id)
+        .order_by(room_members.c.room_id)
+    )
+    return list((await conn.execute(stmt)).scalars())
+
+
 async def members(conn: AsyncConnection, room_id: str) -> list[Member]:
     """List a room's members, administrators first."""
     stmt = _members.where(room_members.c.room_id == room_id).order_by(
