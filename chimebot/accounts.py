@@ -18,7 +18,10 @@ from chimebot.store import accounts as q
 _DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 # An address: a local part, then a host name (one label is allowed: admin@localhost is the default).
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_EMAIL = re.compile(rf"[^@\s\x00-\x1f]{{1,64}}@({_LABEL}\.)*{_LABEL}")
+# The local part is a dot-atom (RFC 5322): no quoting, commas, angle brackets or comments, so the
+# address stored is the address a mail server delivers to.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_EMAIL = re.compile(rf"(?=[^@]{{1,64}}@){_ATOM}(\.{_ATOM})*@({_LABEL}\.)*{_LABEL}")
 
 
 def normalise_email(raw: str) -> str:
@@ -81,7 +84,10 @@ class Accounts:
         async with self._store.read() as conn:
             admin = await q.first_admin(conn)
         if admin is None:
-            raise NotFound("no administrator exists yet; run `chimebot serve` or `chimebot migrate` once")
+            raise NotFound(
+                "the first account has no active administrator; name one with `--as EMAIL`, or run "
+                "`chimebot serve` or `chimebot migrate` once on a new database"
+            )
         return admin
 
     async def user(self, email: str) -> User:
@@ -117,6 +123,7 @@ class Accounts:
             else:
                 raise Invalid(f"`{key}` is not an account setting")
         async with self._store.transaction() as conn:
+            await q.lock_account(conn, admin.account_id)  # against a concurrent domain claim
             current = await q.account_by_id(conn, admin.account_id)
             if current is None:
                 raise NotFound("your account no longer exists")
@@ -134,6 +141,7 @@ class Accounts:
         if not _DOMAIN.fullmatch(domain):
             raise Invalid(f"{domain[:100]!r} is not a domain name like example.com")
         async with self._store.transaction() as conn:
+            await q.lock_account(conn, admin.account_id)  # against a concurrent change of type
             account = await q.account_by_id(conn, admin.account_id)
             if account is None:
                 raise NotFound("your account no longer exists")
@@ -152,7 +160,7 @@ class Accounts:
     async def release_domain(self, admin: User, domain: str) -> None:
         """Give up a claimed domain."""
         async with self._store.transaction() as conn:
-            if not await q.release_domain(conn, domain.strip().lower(), admin.account_id):
+            if not await q.release_domain(conn, domain.strip().lower().rstrip("."), admin.account_id):
                 raise NotFound(f"your account has not claimed {domain[:100]!r}")
 
     async def claimant(self, email: str) -> str | None:

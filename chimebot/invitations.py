@@ -227,7 +227,7 @@ class Invitations:
 
     async def _keep_an_admin(self, conn: AsyncConnection, user: User) -> None:
         """Refuse to move the only administrator out of an account that has other users."""
-        await q.lock_account_users(conn, user.account_id)
+        await q.lock_account(conn, user.account_id)
         last_admin = user.is_admin and await q.count_users(conn, user.account_id, admins=True) == 1
         if last_admin and await q.count_users(conn, user.account_id) > 1:
             raise Conflict(

@@ -165,9 +165,9 @@ class Users:
 
     async def _keep_an_admin(self, conn: AsyncConnection, user: User, change: str) -> None:
         """Refuse a change that would leave the account with no active administrator."""
-        if user.registration_status == "suspended":
+        if user.registration_status != "registered":
             return  # not one of the active administrators the account relies on
-        await q.lock_account_users(conn, user.account_id)
+        await q.lock_account(conn, user.account_id)
         if await q.count_users(conn, user.account_id, admins=True) <= 1:
             raise Conflict(f"{user.email} is the account's last administrator and cannot {change}")
 

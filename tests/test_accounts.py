@@ -309,6 +309,13 @@ async def test_invitation_limits_and_invalid_addresses(app: Harness, tmp_path: P
     assert (code, body["error"]) == (400, "invalid"), body
     assert "'not an address'" in body["message"]  # names the address at fault
 
+    # Addresses a mail server would read as something else are refused, not stored and mailed.
+    for sneaky in ("a,b@example.com", "a<b@example.com", "boss(x)@example.com", "a..b@example.com"):
+        code, body = await call(
+            h, "POST", f"/api/v1/accounts/{h.admin.account_id}/invitations", body={"emails": [sneaky]}
+        )
+        assert (code, body["error"]) == (400, "invalid"), (sneaky, body)
+
     for emails in ([], "x@example.com", [1, 2]):
         code, body = await call(
             h, "POST", f"/api/v1/accounts/{h.admin.account_id}/invitations", body={"emails": emails}
@@ -744,12 +751,11 @@ async def test_last_admin_is_kept(app: Harness) -> None:
     assert (code, body["registration_status"]) == (200, "suspended"), body
     code, body = await call(h, "PATCH", f"/api/v1/users/{second.id}", second_token, {"is_admin": False})
     assert (code, body["error"]) == (409, "conflict"), body
-    # The command line acts as the oldest administrator, here the suspended one: it cannot suspend
-    # the last active administrator either.
-    operator = await h.services.accounts.operator()
-    assert operator.id == h.admin.id
+    # The command line acts as the oldest active administrator, now the second one; and the service
+    # itself (whoever calls it) will not suspend the last active administrator.
+    assert (await h.services.accounts.operator()).id == second.id
     with pytest.raises(Conflict, match="last administrator"):
-        await h.services.users.suspend(operator, second.id)
+        await h.services.users.suspend(h.admin, second.id)
     assert (await profile(h, second.id, second_token))["registration_status"] == "registered"
     code, body = await call(h, "POST", f"/api/v1/users/{h.admin.id}/unsuspend", second_token)
     assert (code, body["registration_status"]) == (200, "registered"), body
@@ -1144,3 +1150,14 @@ async def test_refusals_of_a_suspended_user_name_them(app: Harness) -> None:
     assert [(e["actor"], e["action"], e["target"]) for e in body["entries"]] == [
         ("former@example.com", "users.suspend", f"user_id={target.id}")
     ]
+
+
+async def test_times_before_year_one_in_utc_are_refused_not_a_server_error(app: Harness) -> None:
+    h = app
+    early = "0001-01-01T00:00:00%2B01:00"  # valid ISO 8601, but before datetime.min once in UTC
+    code, body = await call(h, "GET", f"/api/v1/audit?since={early}")
+    assert (code, body["error"]) == (400, "invalid"), body
+    meeting = {"type": "scheduled", "start_at": "0001-01-01T00:00:00+01:00"}
+    code, body = await call(h, "POST", "/api/v1/meetings", body=meeting)
+    assert (code, body["error"]) == (400, "invalid"), body
+    assert "start_at" in body["message"]

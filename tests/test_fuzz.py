@@ -444,7 +444,13 @@ meetings = st.fixed_dictionaries(
         "topic": nasty_text,
         "start_at": st.one_of(
             st.sampled_from(
-                ["2026-03-01T09:00:00Z", "2026-03-01T09:00:00", "yesterday", "9999-12-31T23:59:59+14:00"]
+                [
+                    "2026-03-01T09:00:00Z",
+                    "2026-03-01T09:00:00",
+                    "yesterday",
+                    "9999-12-31T23:59:59-14:00",
+                    "0001-01-01T00:00:00+01:00",
+                ]
             ),
             nasty_text,
             json_values,

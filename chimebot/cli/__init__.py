@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from chimebot import __version__
 from chimebot.audit import Entry
@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = asyncio.run(_run(config, Path(args.data_dir), handler, args))
     except DomainError as exc:
         print(f"chimebot: {exc.message}", file=sys.stderr)
+        return 1
+    except IntegrityError:
+        print("chimebot: this conflicts with a change made at the same time; retry", file=sys.stderr)
         return 1
     except (SQLAlchemyError, OSError) as exc:
         print(f"chimebot: cannot open the database: {_storage_hint(config)}{exc}", file=sys.stderr)

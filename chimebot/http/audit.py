@@ -95,7 +95,10 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     finally:
         action = _action(request)
         if action is not None:
-            await _record(request, action, response)
+            try:
+                await _record(request, action, response)
+            except Exception:  # the answer stands; a missing entry is logged, never turned into a 500
+                log.exception("could not record %s %s in the audit log", request.method, request.path)
 
 
 async def _record(request: web.Request, action: str, response: web.StreamResponse | None) -> None:

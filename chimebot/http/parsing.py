@@ -127,8 +127,8 @@ def timestamp(value: str | None, name: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is None:
+            raise Invalid(f"`{name}` needs a time zone, like 2026-03-01T09:00:00Z or +01:00")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+01:00 is before year 1 in UTC
         raise Invalid(f"`{name}` must be an ISO 8601 time like 2026-03-01T09:00:00Z") from None
-    if moment.tzinfo is None:
-        raise Invalid(f"`{name}` needs a time zone, like 2026-03-01T09:00:00Z or +01:00")
-    return moment.astimezone(UTC)

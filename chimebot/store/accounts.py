@@ -67,8 +67,18 @@ async def user_by_id(conn: AsyncConnection, user_id: str) -> User | None:
 
 
 async def first_admin(conn: AsyncConnection) -> User | None:
-    """Return the oldest account administrator (the bootstrap admin, normally)."""
-    stmt = select(users).where(users.c.is_admin.is_(True)).order_by(users.c.created_at, users.c.id).limit(1)
+    """The oldest active administrator of the first account (the one the first start created)."""
+    first_account = select(accounts.c.id).order_by(accounts.c.created_at, accounts.c.id).limit(1)
+    stmt = (
+        select(users)
+        .where(
+            users.c.account_id == first_account.scalar_subquery(),
+            users.c.is_admin.is_(True),
+            users.c.registration_status == "registered",
+        )
+        .order_by(users.c.created_at, users.c.id)
+        .limit(1)
+    )
     row = (await conn.execute(stmt)).mappings().first()
     return _user(row) if row else None
 
@@ -272,18 +282,20 @@ async def update_user(conn: AsyncConnection, user_id: str, values: dict[str, Any
     await conn.execute(update(users).where(users.c.id == user_id).values(**values))
 
 
-async def lock_account_users(conn: AsyncConnection, account_id: str) -> None:
-    """Serialise changes to an account's administrators (PostgreSQL; SQLite writes one at a time)."""
+async def lock_account(conn: AsyncConnection, account_id: str) -> None:
+    """Serialise changes to an account's administrators, type and domains (PostgreSQL row lock; SQLite
+    writes one transaction at a time anyway)."""
     await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
 
 
 async def count_users(conn: AsyncConnection, account_id: str, *, admins: bool = False) -> int:
-    """Users of an account who are not suspended (only administrators when ``admins``)."""
+    """Users of an account who are not suspended; with ``admins``, its registered administrators
+    (someone who never accepted an invitation cannot run the account)."""
     stmt = select(func.count()).where(
         users.c.account_id == account_id, users.c.registration_status != "suspended"
     )
     if admins:
-        stmt = stmt.where(users.c.is_admin.is_(True))
+        stmt = stmt.where(users.c.is_admin.is_(True), users.c.registration_status == "registered")
     return (await conn.execute(stmt)).scalar_one()
 
 
