@@ -19,7 +19,8 @@ from chimebot.clock import Clock
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] = bucket; ARGV = rate per second, burst, now (epoch seconds, from the caller's clock).
+# KEYS[1] = bucket; ARGV = rate per second, burst, now (epoch seconds, from the caller's clock), and
+# "take" or "give" (put back a token taken for something that turned out not to count).
 # Returns "0" when a token was taken, else the seconds until one is free (as a string: Lua numbers
 # would be truncated to integers on the way back).
 _TAKE = """
@@ -28,7 +29,8 @@ local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(state[1]) or burst, tonumber(state[2]) or now
 if now > at then tokens = math.min(burst, tokens + (now - at) * rate) else now = at end
 local wait = 0
-if tokens < 1 then wait = (1 - tokens) / rate else tokens = tokens - 1 end
+if ARGV[4] == 'give' then tokens = math.min(burst, tokens + 1)
+elseif tokens < 1 then wait = (1 - tokens) / rate else tokens = tokens - 1 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return tostring(wait)
@@ -107,9 +109,17 @@ class RedisTokenBuckets:
 
     async def take(self, key: str) -> float:
         """Take a token for ``key``; return 0 when allowed, else the seconds until one is free."""
+        return await self._run(key, "take")
+
+    async def give_back(self, key: str) -> None:
+        """Return a token taken for a request that should not count."""
+        await self._run(key, "give")
+
+    async def _run(self, key: str, action: str) -> float:
         now = self._clock.now().timestamp()
         try:
-            wait = await self._script(keys=[self._prefix + key], args=[self._rate, self._burst, now])
+            args = [self._rate, self._burst, now, action]
+            wait = await self._script(keys=[self._prefix + key], args=args)
         except RedisError as exc:
             log.warning("rate limit not checked, Redis is unavailable: %s", exc)
             return 0.0

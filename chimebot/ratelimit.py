@@ -14,6 +14,10 @@ class RateLimiter(Protocol):
         """Take a token; return 0 when allowed, else the seconds until one is free."""
         ...
 
+    async def give_back(self, key: str) -> None:
+        """Return a token taken for a request that turned out not to count (a successful sign-in)."""
+        ...
+
 
 class TokenBuckets:
     """A token bucket per key in this process, refilled at ``rate`` per second up to ``burst``."""
@@ -37,3 +41,9 @@ class TokenBuckets:
             self._buckets.clear()  # bounded memory; a full bucket is what a forgotten key gets anyway
         self._buckets[key] = (tokens - 1.0, now)
         return 0.0
+
+    async def give_back(self, key: str) -> None:
+        """Return a token to ``key``'s bucket (never above the burst)."""
+        if key in self._buckets:
+            tokens, then = self._buckets[key]
+            self._buckets[key] = (min(self._burst, tokens + 1.0), then)

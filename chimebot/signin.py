@@ -66,19 +66,29 @@ class SignIn:
     async def sign_in(self, email: str, password: str) -> tuple[User, str]:
         """Check an address and password; return the user and a new API token.
 
-        Attempts are limited per address and per account (token buckets refilled over the configured
-        window), so neither one person's password nor a whole account can be guessed at speed.
+        Failed attempts are limited per address and per account (token buckets refilled over the
+        configured window), so neither one person's password nor a whole account can be guessed at
+        speed. A token is taken before the check, so parallel guesses count too, and given back when
+        the password was right: people signing in do not use up the limit.
         """
         email = email.strip().lower()
-        await self._throttle(self._per_address, f"signin:address:{email}")
+        buckets = [(self._per_address, f"signin:address:{email}")]
+        await self._throttle(*buckets[0])
         async with self._store.read() as conn:
             user = await q.user_by_email(conn, email)
             stored = await q.password_hash_of(conn, user.id) if user else None
         if user is not None:
-            await self._throttle(self._per_account, f"signin:account:{user.account_id}")
+            buckets.append((self._per_account, f"signin:account:{user.account_id}"))
+            try:
+                await self._throttle(*buckets[1])
+            except RateLimited:
+                await self._per_address.give_back(buckets[0][1])  # this attempt was not made
+                raise
         # Checked even without a user, so the answer takes as long whether the address exists or not.
         if not await verify_password(password, stored) or user is None:
             raise Unauthorized(BAD_CREDENTIALS, code="wrong_password")
+        for limiter, key in buckets:
+            await limiter.give_back(key)
         if user.registration_status == "suspended":
             raise Forbidden(SUSPENDED, code="suspended")
         return user, await self.create_token(user, "password sign-in")

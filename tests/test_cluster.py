@@ -16,7 +16,9 @@ from aiohttp.test_utils import TestClient
 
 from chimebot.app import app_for
 from chimebot.clock import FakeClock
+from chimebot.passwords import hash_password_now
 from chimebot.services import Services, build_services
+from chimebot.store import accounts as qa
 from chimebot.store import schema
 from tests.conftest import make_config, require_service
 
@@ -175,11 +177,15 @@ async def test_sign_in_attempts_are_counted_across_nodes(cluster: Callable[..., 
     limits = {"signin_attempts_per_address": 3}
     a, b = await cluster(accounts=limits), await cluster(accounts=limits)
     admin = await a.services.accounts.operator()
-    body = {"email": admin.email, "password": "not the password"}
+    async with a.services.store.transaction() as conn:
+        await qa.update_user(conn, admin.id, {"password_hash": hash_password_now("the password")})
+    wrong = {"email": admin.email, "password": "not the password"}
+    right = {"email": admin.email, "password": "the password"}
     statuses = []
-    for node in (a, b, a, b):
+    # A successful sign-in gives its token back, on whichever node: only the failures count.
+    for node, body in ((a, wrong), (b, right), (a, wrong), (b, wrong), (a, wrong)):
         resp = await node.client.post("/api/v1/sessions", json=body)
         statuses.append(resp.status)
-    assert statuses == [401, 401, 401, 429]
+    assert statuses == [401, 201, 401, 401, 429]
     assert int(resp.headers["Retry-After"]) > 0
     assert (await resp.json())["error"] == "rate_limited"
