@@ -57,18 +57,20 @@ class Profile:
     registered_on: datetime | None
     personal_meeting_id: str | None
     personal_pin: str | None
+    # False for someone invited from another account who has not accepted: no account, no license yet.
+    member: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """The profile as the API shows it."""
         user = self.user
         return {
             "id": user.id,
-            "account_id": user.account_id,
+            "account_id": user.account_id if self.member else None,
             "primary_email": user.email,
             "full_name": self.full_name,
             "display_name": user.display_name,
             "is_admin": user.is_admin,
-            "license": user.license,
+            "license": user.license if self.member else None,
             "invitation_status": self.invitation_status,
             "failure_reason": self.failure_reason,
             "registration_status": user.registration_status,

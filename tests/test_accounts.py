@@ -197,11 +197,13 @@ async def test_invite_a_new_person_and_a_user_of_another_account(app: Harness, t
     assert DIGITS.fullmatch(new["personal_meeting_id"]) and len(new["personal_meeting_id"]) == 10
     assert re.fullmatch(r"\d{6}", new["personal_pin"])
     existing = invited["a@other.example"]
-    assert existing["account_id"] == other_id  # until they accept
-    assert (existing["invitation_status"], existing["registration_status"]) == ("pending", "registered")
-    assert (existing["full_name"], existing["display_name"]) == ("Alice Other", "Alice")
-    # Someone who belongs to another account keeps their meeting id and PIN private until they accept.
+    # Until they accept, the inviting account learns nothing of their user in the other account
+    # (not even that there is one): no account, names, license, meeting id or PIN.
+    assert (existing["invitation_status"], existing["registration_status"]) == ("pending", "unregistered")
+    assert (existing["account_id"], existing["license"], existing["is_admin"]) == (None, None, False)
+    assert (existing["full_name"], existing["display_name"]) == ("a@other.example", "a@other.example")
     assert existing["personal_meeting_id"] is None and existing["personal_pin"] is None
+    assert existing["registered_on"] is None
 
     messages = outbox(tmp_path)
     assert sorted(m["To"] for m in messages) == ["a@other.example", "new.person@example.com"]

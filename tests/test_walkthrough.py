@@ -90,7 +90,9 @@ async def test_seed_walkthrough_with_the_cli_and_the_rest_api(
         assert invited["bob@new.example"]["full_name"] == "bob@new.example"  # defaults to the address
         assert invited["bob@new.example"]["display_name"] == "bob@new.example"
         assert invited["alice@example.com"]["invitation_status"] == "pending"
-        assert invited["alice@example.com"]["registration_status"] == "registered"  # her user elsewhere
+        # Alice's user in the other account stays private until she accepts.
+        assert invited["alice@example.com"]["registration_status"] == "unregistered"
+        assert invited["alice@example.com"]["full_name"] == "alice@example.com"
 
         # Both accept: Alice keeps her name and password; Bob sets his.
         status, accepted = await call(

@@ -217,8 +217,23 @@ async def release_domain(conn: AsyncConnection, domain: str, account_id: str) ->
 
 
 def _profile(row: RowMapping, account_id: str) -> Profile:
-    member = row["account_id"] == account_id
     invitation = row["inv_status"] or "accepted"  # users made without an invitation (the first admin)
+    if row["account_id"] != account_id:
+        # Someone invited from another account: until they accept, the inviting account learns
+        # nothing about their user there (not even that it exists), only about its invitation.
+        email = row["email"]
+        outsider = User(row["id"], "", email, email, False, "basic", "unregistered")
+        return Profile(
+            outsider,
+            email,
+            invitation,
+            row["failure_reason"],
+            row["invited_on"],
+            None,
+            None,
+            None,
+            member=False,
+        )
     return Profile(
         user=_user(row),
         full_name=row["full_name"],
@@ -226,9 +241,8 @@ def _profile(row: RowMapping, account_id: str) -> Profile:
         failure_reason=row["failure_reason"],
         invited_on=row["invited_on"],
         registered_on=row["registered_on"],
-        # Someone invited from another account keeps these private until they accept.
-        personal_meeting_id=row["personal_meeting_id"] if member else None,
-        personal_pin=row["personal_pin"] if member else None,
+        personal_meeting_id=row["personal_meeting_id"],
+        personal_pin=row["personal_pin"],
     )
 
 
