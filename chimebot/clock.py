@@ -6,6 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from chimebot.errors import Invalid
+
 
 class Clock(Protocol):
     """A source of wall time (UTC) and of monotonic seconds."""
@@ -50,3 +52,14 @@ class FakeClock:
         """Move both clocks forward."""
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+
+
+def parse_utc(value: str, name: str) -> datetime:
+    """Parse an ISO 8601 time with a zone (``2026-03-01T09:00:00Z``) into UTC; Invalid names ``name``."""
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise Invalid(f"`{name}` needs a time zone, like 2026-03-01T09:00:00Z or +01:00")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise Invalid(f"`{name}` must be an ISO 8601 time like 2026-03-01T09:00:00Z") from None

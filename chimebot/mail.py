@@ -9,7 +9,7 @@ import secrets
 import socket
 import ssl
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from chimebot.clock import Clock, SystemClock
 from chimebot.config import SmtpConfig
 
 _log = logging.getLogger(__name__)
@@ -48,15 +49,16 @@ def compose(sender: str, to: str, subject: str, text: str) -> EmailMessage:
     return message
 
 
-def build_mailer(config: SmtpConfig, data_dir: Path) -> Mailer:
+def build_mailer(config: SmtpConfig, data_dir: Path, clock: Clock | None = None) -> Mailer:
     """The mailer a config asks for: SMTP when a host is set, else the outbox folder."""
+    clock = clock or SystemClock()
     if config.host:
-        return SmtpMailer(config)
+        return SmtpMailer(config, clock)
     folder = Path(config.outbox_dir) if config.outbox_dir else data_dir / "outbox"
-    return OutboxMailer(folder, config.from_address)
+    return OutboxMailer(folder, config.from_address, clock)
 
 
-def _complete(message: EmailMessage, from_address: str) -> None:
+def _complete(message: EmailMessage, from_address: str, now: datetime) -> None:
     """Fill in From, Message-ID and Date when missing (in place, so a retry keeps the same Message-ID)."""
     if message["From"] is None:
         message["From"] = from_address
@@ -64,7 +66,7 @@ def _complete(message: EmailMessage, from_address: str) -> None:
         # An explicit domain: make_msgid's default calls socket.getfqdn(), a DNS lookup that blocks the loop.
         message["Message-ID"] = make_msgid(domain=from_address.rpartition("@")[2] or "localhost")
     if message["Date"] is None:
-        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Date"] = format_datetime(now)
 
 
 def _recipients(message: EmailMessage) -> str:
@@ -76,16 +78,18 @@ def _recipients(message: EmailMessage) -> str:
 class OutboxMailer:
     """Writes each message as an .eml file into a folder, for development or a separate delivery agent."""
 
-    def __init__(self, folder: Path, from_address: str) -> None:
+    def __init__(self, folder: Path, from_address: str, clock: Clock | None = None) -> None:
         self.folder = folder
         self.from_address = from_address
+        self.clock = clock or SystemClock()
 
     async def send(self, message: EmailMessage) -> None:
         """Write the message atomically as ``<UTC time>-<random>.eml``; raises DeliveryFailed on OS errors."""
-        _complete(message, self.from_address)
+        now = self.clock.now()
+        _complete(message, self.from_address, now)
         data = message.as_bytes()
         # Time first so that a plain sort lists messages in order; the suffix keeps same-instant names apart.
-        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.eml"
+        name = f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.eml"
         try:
             path = await asyncio.to_thread(self._write, name, data)
         except OSError as e:
@@ -113,15 +117,16 @@ class OutboxMailer:
 class SmtpMailer:
     """Sends through an SMTP server with aiosmtplib, one connection per message."""
 
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(self, config: SmtpConfig, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock or SystemClock()
         host = f"[{config.host}]" if ":" in config.host else config.host  # IPv6 literals need brackets
         self.where = f"{host}:{config.port}"
 
     async def send(self, message: EmailMessage) -> None:
         """Deliver the message to the server; raises DeliveryFailed with a readable reason."""
         config = self.config
-        _complete(message, config.from_address)
+        _complete(message, config.from_address, self.clock.now())
         try:
             refused, _ = await aiosmtplib.send(
                 message,

@@ -126,7 +126,7 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
     store.writer.on_commit = feed.on_commit
     rooms = Rooms(store, clock)
     usage = Usage(store, clock, config.billing)
-    mailer = build_mailer(config.smtp, data_dir)
+    mailer = build_mailer(config.smtp, data_dir, clock)
     base_url = config.server.base_url
     signin = SignIn(
         store,

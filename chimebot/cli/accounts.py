@@ -7,8 +7,8 @@ import argparse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from chimebot.clock import parse_utc
 from chimebot.errors import Forbidden
-from chimebot.http.parsing import timestamp
 from chimebot.models import User
 from chimebot.services import Services
 
@@ -164,7 +164,7 @@ async def _audit(svc: Services, args: argparse.Namespace) -> list[dict[str, Any]
     admin = await acting_admin(svc, args)
     names = ("actor", "action", "target", "outcome", "source")
     filters = {k: v for k in names if (v := getattr(args, f"only_{k}"))}
-    since = timestamp(args.since, "--since") if args.since else None
+    since = parse_utc(args.since, "--since") if args.since else None
     entries, _ = await svc.audit.list(
         None if args.all_accounts else admin.account_id, filters, since=since, limit=args.limit
     )

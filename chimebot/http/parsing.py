@@ -6,11 +6,12 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from chimebot.clock import parse_utc
 from chimebot.errors import Forbidden, Invalid, NotFound
 from chimebot.http import SERVICES
 from chimebot.models import User
@@ -122,13 +123,5 @@ def check_text(value: str, name: str) -> None:
 
 
 def timestamp(value: str | None, name: str) -> datetime | None:
-    """Parse an optional ISO 8601 time with a zone (``2026-03-01T09:00:00Z``)."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            raise Invalid(f"`{name}` needs a time zone, like 2026-03-01T09:00:00Z or +01:00")
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+01:00 is before year 1 in UTC
-        raise Invalid(f"`{name}` must be an ISO 8601 time like 2026-03-01T09:00:00Z") from None
+    """Parse an optional ISO 8601 time with a zone (``2026-03-01T09:00:00Z``) into UTC."""
+    return None if value is None else parse_utc(value, name)
