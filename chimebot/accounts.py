@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chimebot.clock import Clock
 from chimebot.config import AccountsConfig, BootstrapConfig
-from chimebot.errors import Conflict, Invalid, NotFound
+from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
 from chimebot.ids import new_id
 from chimebot.models import Account, AccountType, User
+from chimebot.permissions import require_admin
 from chimebot.store import Store
 from chimebot.store import accounts as q
 
@@ -106,8 +107,15 @@ class Accounts:
             raise NotFound(f"there is no account {account_id!r}")
         return account
 
+    async def of_user(self, user: User, account_id: str) -> Account:
+        """The user's own account (any of its users may read it; other accounts are refused)."""
+        if account_id != user.account_id:
+            raise Forbidden("you can only read your own account; its id is in GET /api/v1/me")
+        return await self.get(account_id)
+
     async def update(self, admin: User, changes: dict[str, Any]) -> Account:
         """Change the administrator's account: name, type, time zone, remote_control, dial_out."""
+        require_admin(admin)
         values: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "name":
@@ -137,6 +145,7 @@ class Accounts:
 
     async def claim_domain(self, admin: User, domain: str) -> Account:
         """Claim a domain for an enterprise account: people signing up with it join the account."""
+        require_admin(admin)
         domain = domain.strip().lower().rstrip(".")
         if not _DOMAIN.fullmatch(domain):
             raise Invalid(f"{domain[:100]!r} is not a domain name like example.com")
@@ -159,6 +168,7 @@ class Accounts:
 
     async def release_domain(self, admin: User, domain: str) -> None:
         """Give up a claimed domain."""
+        require_admin(admin)
         async with self._store.transaction() as conn:
             if not await q.release_domain(conn, domain.strip().lower().rstrip("."), admin.account_id):
                 raise NotFound(f"your account has not claimed {domain[:100]!r}")

@@ -20,6 +20,7 @@ from chimebot.ids import new_id, new_pin
 from chimebot.mail import DeliveryFailed, Mailer, compose
 from chimebot.models import Account, Profile, User
 from chimebot.passwords import hash_password
+from chimebot.permissions import require_admin
 from chimebot.rooms import Rooms
 from chimebot.store import Store
 from chimebot.store import accounts as q
@@ -79,6 +80,7 @@ class Invitations:
         Members who are already registered here are listed but not mailed again. The invitations are
         committed before any mail is sent; a failed delivery then marks its invitation ``failed``.
         """
+        require_admin(admin)
         if not addresses:
             raise Invalid("give at least one address to invite")
         if len(addresses) > MAX_PER_CALL:

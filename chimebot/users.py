@@ -14,6 +14,7 @@ from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
 from chimebot.ids import new_pin
 from chimebot.models import InvitationStatus, License, Profile, RegistrationStatus, User
 from chimebot.passwords import hash_password, verify_password
+from chimebot.permissions import require_admin
 from chimebot.store import Store
 from chimebot.store import accounts as q
 
@@ -51,6 +52,7 @@ class Users:
         self, admin: User, filters: dict[str, str], *, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Profile], str | None]:
         """A page of the account's users (and invited people), ordered by address."""
+        require_admin(admin)
         for name, value in filters.items():
             if name not in _FILTERS:
                 raise Invalid(f"users cannot be filtered by `{name}`; use one of {', '.join(_FILTERS)}")
@@ -92,6 +94,7 @@ class Users:
 
     async def get(self, admin: User, user_id: str) -> Profile:
         """One user of the account (or a person invited to it)."""
+        require_admin(admin)
         async with self._store.read() as conn:
             found = await q.profile(conn, admin.account_id, user_id)
         if found is None:
@@ -100,6 +103,7 @@ class Users:
 
     async def update(self, admin: User, user_id: str, changes: dict[str, Any]) -> Profile:
         """Change a user's license, administrator role or names."""
+        require_admin(admin)
         values: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "license":
@@ -124,6 +128,7 @@ class Users:
 
     async def suspend(self, admin: User, user_id: str) -> Profile:
         """Suspend a user: they can no longer sign in, and their tokens stop working."""
+        require_admin(admin)
         async with self._store.transaction() as conn:
             user = await self._member(conn, admin, user_id)
             if user.id == admin.id:
@@ -135,6 +140,7 @@ class Users:
 
     async def unsuspend(self, admin: User, user_id: str) -> Profile:
         """Lift a suspension; the user is registered again (or unregistered if they never were)."""
+        require_admin(admin)
         async with self._store.transaction() as conn:
             user = await self._member(conn, admin, user_id)
             if user.registration_status == "suspended":
@@ -145,6 +151,7 @@ class Users:
 
     async def reset_pin(self, admin: User, user_id: str) -> Profile:
         """Give a user a new personal PIN."""
+        require_admin(admin)
         async with self._store.transaction() as conn:
             user = await self._member(conn, admin, user_id)
             await q.update_user(conn, user.id, {"personal_pin": new_pin()})
@@ -152,6 +159,7 @@ class Users:
 
     async def logout(self, admin: User, user_id: str) -> int:
         """Sign a user out everywhere (API tokens, sign-in links); return how many tokens were revoked."""
+        require_admin(admin)
         async with self._store.transaction() as conn:
             user = await self._member(conn, admin, user_id)
             return await q.revoke_credentials(conn, user.id)

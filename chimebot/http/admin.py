@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chimebot.errors import Forbidden, Invalid
+from chimebot.errors import Invalid
 from chimebot.http import SERVICES
 from chimebot.http.audit import AUDIT_TARGET, audited
 from chimebot.http.parsing import admin_only, current_user, field, json_object, path_id, query_int
@@ -28,9 +28,7 @@ async def get_account(request: web.Request) -> web.Response:
     """The caller's account (any of its users may read it)."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
-    if path_id(request, "account_id") != user.account_id:
-        raise Forbidden("you can only read your own account; its id is in GET /api/v1/me")
-    return web.json_response((await svc.accounts.get(user.account_id)).to_json())
+    return web.json_response((await svc.accounts.of_user(user, path_id(request, "account_id"))).to_json())
 
 
 @routes.patch("/api/v1/accounts/{account_id}")

@@ -15,6 +15,7 @@ from chimebot.clock import parse_utc
 from chimebot.errors import Forbidden, Invalid, NotFound
 from chimebot.http import SERVICES
 from chimebot.models import User
+from chimebot.permissions import require_admin
 from chimebot.services import Services
 from chimebot.signin import require_active
 
@@ -55,8 +56,7 @@ async def admin_of_account(request: web.Request) -> User:
     """Authenticate the caller and require an administrator of their account, and of the path's
     ``{account_id}`` when there is one (a user of another account is refused, not told about it)."""
     user = await current_user(request, request.app[SERVICES])
-    if not user.is_admin:
-        raise Forbidden("only administrators of the account can do this", code="admin_required")
+    require_admin(user)
     account_id = request.match_info.get("account_id")
     if account_id is not None and account_id != user.account_id:
         raise Forbidden("you are not an administrator of this account", code="admin_required")
