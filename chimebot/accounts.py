@@ -143,12 +143,22 @@ class Accounts:
         assert account is not None
         return account
 
-    async def claim_domain(self, admin: User, domain: str) -> Account:
-        """Claim a domain for an enterprise account: people signing up with it join the account."""
+    async def claim_domain(self, admin: User, domain: str, *, operator: bool = False) -> Account:
+        """Claim a domain for an enterprise account: people signing up with it join the account.
+
+        An administrator claims the domain of their own address, which an emailed link has shown to be
+        theirs; any other domain only the server's operator claims for them (``operator``, the CLI).
+        """
         require_admin(admin)
         domain = domain.strip().lower().rstrip(".")
         if not _DOMAIN.fullmatch(domain):
             raise Invalid(f"{domain[:100]!r} is not a domain name like example.com")
+        if not operator and admin.email.rpartition("@")[2] != domain:
+            raise Forbidden(
+                f"you can claim only the domain of your own address; the server's operator can claim "
+                f"{domain} for this account with `chimebot admin claim-domain {domain} --as {admin.email}`",
+                code="domain_not_yours",
+            )
         async with self._store.transaction() as conn:
             await q.lock_account(conn, admin.account_id)  # against a concurrent change of type
             account = await q.account_by_id(conn, admin.account_id)

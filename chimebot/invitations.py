@@ -15,12 +15,13 @@ from chimebot import secrets
 from chimebot.accounts import check_name, normalise_email
 from chimebot.clock import Clock
 from chimebot.config import AccountsConfig
-from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
+from chimebot.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from chimebot.ids import new_id, new_pin
 from chimebot.mail import DeliveryFailed, Mailer, compose
 from chimebot.models import Account, Profile, User
 from chimebot.passwords import hash_password
 from chimebot.permissions import require_admin
+from chimebot.ratelimit import RateLimiter
 from chimebot.rooms import Rooms
 from chimebot.store import Store
 from chimebot.store import accounts as q
@@ -52,7 +53,8 @@ class _Outgoing:
 
 
 class Invitations:
-    """Invite people to an account and let them accept."""
+    """Invite people to an account and let them accept (``signups``: the limits per address and per
+    domain of sign-up requests)."""
 
     def __init__(
         self,
@@ -60,6 +62,7 @@ class Invitations:
         clock: Clock,
         rooms: Rooms,
         mailer: Mailer,
+        signups: tuple[RateLimiter, RateLimiter],
         config: AccountsConfig,
         *,
         base_url: str,
@@ -67,6 +70,7 @@ class Invitations:
     ) -> None:
         self._sender = sender
         self._rooms = rooms
+        self._signups = signups
         self._store = store
         self._clock = clock
         self._mailer = mailer
@@ -101,8 +105,22 @@ class Invitations:
             return [p for u in found if u and (p := await q.profile(conn, admin.account_id, u.id))]
 
     async def sign_up(self, address: str) -> None:
-        """Let a person whose address is in a claimed domain join that account (by a mailed link)."""
+        """Let a person whose address is in a claimed domain join that account (by a mailed link).
+
+        Limited per address and per domain, since anyone may call it: each call mails a link and may
+        add an unregistered user.
+        """
         email = normalise_email(address)
+        per_address, per_domain = self._signups
+        domain = email.rpartition("@")[2]
+        for limiter, key in (
+            (per_address, f"signup:address:{email}"),
+            (per_domain, f"signup:domain:{domain}"),
+        ):
+            if (wait := await limiter.take(key)) > 0:
+                raise RateLimited(
+                    f"too many sign-up requests; try again in {max(1, round(wait))} seconds", retry_after=wait
+                )
         async with self._store.transaction() as conn:
             account_id = await q.domain_owner(conn, email.rpartition("@")[2])
             if account_id is None:

@@ -128,13 +128,15 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
     usage = Usage(store, clock, config.billing)
     mailer = build_mailer(config.smtp, data_dir, clock)
     base_url = config.server.base_url
+    per_address = buckets(limits.signin_attempts_per_address / window, limits.signin_attempts_per_address)
+    per_account = buckets(limits.signin_attempts_per_account / window, limits.signin_attempts_per_account)
     signin = SignIn(
         store,
         clock,
         base_url,
         config.bootstrap.signin_link_ttl_minutes,
-        per_address=buckets(limits.signin_attempts_per_address / window, limits.signin_attempts_per_address),
-        per_account=buckets(limits.signin_attempts_per_account / window, limits.signin_attempts_per_account),
+        per_address=per_address,
+        per_account=per_account,
     )
     return Services(
         config=config,
@@ -145,7 +147,16 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
         accounts=Accounts(store, clock, config.bootstrap, config.accounts),
         signin=signin,
         invitations=Invitations(
-            store, clock, rooms, mailer, config.accounts, base_url=base_url, sender=config.smtp.from_address
+            store,
+            clock,
+            rooms,
+            mailer,
+            # Sign-up requests count against the sign-in limits, per address and per claimed domain
+            # (their keys differ from sign-in's, so one does not use up the other).
+            (per_address, per_account),
+            config.accounts,
+            base_url=base_url,
+            sender=config.smtp.from_address,
         ),
         users=Users(store, clock),
         meetings=Meetings(store, clock, usage),

@@ -107,7 +107,8 @@ async def _account(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _claim_domain(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    return (await svc.accounts.claim_domain(await acting_admin(svc, args), args.domain)).to_json()
+    admin = await acting_admin(svc, args)
+    return (await svc.accounts.claim_domain(admin, args.domain, operator=True)).to_json()
 
 
 async def _release_domain(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
