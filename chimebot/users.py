@@ -72,8 +72,14 @@ class Users:
         async with self._store.read() as conn:
             return await self._profile(conn, user, user.id)
 
-    async def update_own(self, user: User, changes: dict[str, str], *, password_min_length: int) -> Profile:
-        """Let a user change their own names, or their password (giving the current one)."""
+    async def update_own(
+        self, user: User, changes: dict[str, str], *, password_min_length: int, token_hash: str
+    ) -> Profile:
+        """Let a user change their own names, or their password (giving the current one, if any).
+
+        A new password signs the user out everywhere else: every token but the one used here
+        (``token_hash``) is revoked, so whoever learned the old password or held another token is out.
+        """
         values: dict[str, Any] = {}
         for key in ("full_name", "display_name"):
             if key in changes:
@@ -90,6 +96,8 @@ class Users:
         async with self._store.transaction() as conn:
             if values:
                 await q.update_user(conn, user.id, values)
+            if "password_hash" in values:
+                await q.revoke_credentials(conn, user.id, keep=token_hash)
             return await self._profile(conn, user, user.id)
 
     async def get(self, admin: User, user_id: str) -> Profile:

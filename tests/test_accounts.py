@@ -1183,3 +1183,26 @@ async def test_times_before_year_one_in_utc_are_refused_not_a_server_error(app: 
     code, body = await call(h, "POST", "/api/v1/meetings", body=meeting)
     assert (code, body["error"]) == (400, "invalid"), body
     assert "start_at" in body["message"]
+
+
+async def test_a_new_password_signs_the_user_out_everywhere_else(app: Harness) -> None:
+    h = app
+    user, here = await h.user("changer@example.com")
+    await set_password(h, user.id)
+    elsewhere = await h.services.signin.create_token(user, "laptop")
+    new = {"password": "a brand new passphrase", "current_password": "not it"}
+    code, body = await call(h, "PATCH", "/api/v1/me", here, new)
+    assert (code, body["error"]) == (403, "wrong_password"), body
+    code, body = await call(h, "GET", "/api/v1/me", elsewhere)
+    assert code == 200, body  # a refused change revokes nothing
+
+    code, body = await call(h, "PATCH", "/api/v1/me", here, new | {"current_password": PASSWORD})
+    assert code == 200, body
+    code, body = await call(h, "GET", "/api/v1/me", elsewhere)
+    assert (code, body["error"]) == (401, "unauthorized"), body
+    code, body = await call(h, "GET", "/api/v1/me", here)
+    assert (code, body["primary_email"]) == (200, "changer@example.com")
+    code, body, _ = await sign_in(h, "changer@example.com", "a brand new passphrase")
+    assert code == 201, body
+    code, body, _ = await sign_in(h, "changer@example.com", PASSWORD)
+    assert (code, body["error"]) == (401, "wrong_password"), body

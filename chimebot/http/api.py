@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from chimebot import secrets
 from chimebot.errors import Invalid
 from chimebot.http import SERVICES
 from chimebot.http.audit import AUDIT_SUBJECT, AUDIT_TARGET, audited
-from chimebot.http.parsing import CALLER, current_user, field, json_object, path_id, query_int, timestamp
+from chimebot.http.parsing import (
+    CALLER,
+    bearer_token,
+    current_user,
+    field,
+    json_object,
+    path_id,
+    query_int,
+    timestamp,
+)
 
 NO_STORE = {"Cache-Control": "no-store"}  # answers that carry a token are not for caches
 
@@ -35,7 +45,8 @@ async def update_me(request: web.Request) -> web.Response:
         raise Invalid(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     changes = {key: field(body, key, str, label="a string") for key in allowed if key in body}
     minimum = svc.config.accounts.password_min_length
-    profile = await svc.users.update_own(user, changes, password_min_length=minimum)
+    token_hash = secrets.token_hash(bearer_token(request) or "")
+    profile = await svc.users.update_own(user, changes, password_min_length=minimum, token_hash=token_hash)
     return web.json_response(profile.to_json())
 
 

@@ -319,10 +319,13 @@ async def password_hash_of(conn: AsyncConnection, user_id: str) -> str | None:
     return (await conn.execute(stmt)).scalar_one_or_none()
 
 
-async def revoke_credentials(conn: AsyncConnection, user_id: str) -> int:
-    """Delete a user's API tokens and unused sign-in links; return how many tokens there were."""
+async def revoke_credentials(conn: AsyncConnection, user_id: str, *, keep: str | None = None) -> int:
+    """Delete a user's API tokens (but the one hashed ``keep``) and sign-in links; return the tokens."""
     await conn.execute(delete(signin_links).where(signin_links.c.user_id == user_id))
-    return (await conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))).rowcount
+    tokens = delete(api_tokens).where(api_tokens.c.user_id == user_id)
+    if keep is not None:
+        tokens = tokens.where(api_tokens.c.token_hash != keep)
+    return (await conn.execute(tokens)).rowcount
 
 
 # -- invitations -------------------------------------------------------------------------------------
