@@ -1,0 +1,1 @@
+"""What calendars say about meetings, and when it changes: sources and invitations (no chimebot state)."""
