@@ -104,6 +104,28 @@ class Invitations:
             found = [await q.user_by_email(conn, email) for email in emails]
             return [p for u in found if u and (p := await q.profile(conn, admin.account_id, u.id))]
 
+    async def cancel(self, admin: User, user_id: str) -> None:
+        """Withdraw an open invitation: its link stops working. A person who never registered and has
+        no other invitation disappears; with another account's invitation open, they belong to it."""
+        require_admin(admin)
+        async with self._store.transaction() as conn:
+            invitation_id = await q.open_invitation_of(conn, admin.account_id, user_id)
+            if invitation_id is None:
+                raise NotFound(f"your account has no open invitation for the user {user_id!r}")
+            await q.delete_invitation(conn, invitation_id)
+            user = await q.user_by_id(conn, user_id)
+            if (
+                user is None
+                or user.account_id != admin.account_id
+                or user.registration_status != "unregistered"
+            ):
+                return
+            others = await q.inviting_accounts(conn, user_id)
+            if others:
+                await q.update_user(conn, user_id, {"account_id": others[0], "is_admin": False})
+            else:
+                await q.delete_user(conn, user_id)
+
     async def sign_up(self, address: str) -> None:
         """Let a person whose address is in a claimed domain join that account (by a mailed link).
 

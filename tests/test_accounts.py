@@ -8,7 +8,9 @@ import functools
 import json
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -813,6 +815,7 @@ ADMIN_ROUTES: list[tuple[str, str, Any, int]] = [
     ("POST", "/api/v1/accounts/{account_id}/domains", {"domain": "example.net"}, 201),
     ("DELETE", "/api/v1/accounts/{account_id}/domains/{domain}", None, 204),
     ("POST", "/api/v1/accounts/{account_id}/invitations", {"emails": ["intruder@example.net"]}, 201),
+    ("DELETE", "/api/v1/accounts/{account_id}/invitations/{user_id}", None, 204),
     ("GET", "/api/v1/accounts/{account_id}/users", None, 200),
     ("GET", "/api/v1/accounts/{account_id}/usage", None, 200),
     ("GET", "/api/v1/users/{user_id}", None, 200),
@@ -860,8 +863,31 @@ async def test_admin_routes_refuse_everyone_else(
     code, body = await call(h, "POST", f"/api/v1/users/{former.id}/suspend")
     assert code == 200, body
     other_id, boss, boss_token = await other_account(h)
+    # An open invitation to withdraw (made in the store: nothing is mailed, the outbox stays empty).
+    invitee = User(
+        str(uuid.uuid4()),
+        account_id,
+        "invitee@example.org",
+        "invitee@example.org",
+        False,
+        "pro",
+        "unregistered",
+    )
+    async with h.services.store.transaction() as conn:
+        await qa.insert_user(conn, invitee, h.clock.now())
+        await qa.put_invitation(
+            conn,
+            account_id=account_id,
+            user_id=invitee.id,
+            token_hash="0" * 64,
+            invited_by=h.admin.id,
+            at=h.clock.now(),
+            expires_at=h.clock.now() + timedelta(days=1),
+        )
     # unsuspend is only a change for a suspended user: aim it at the suspended admin.
     user_id = former.id if template.endswith("/unsuspend") else target.id
+    if template.endswith("/invitations/{user_id}"):
+        user_id = invitee.id
     path = template.format(account_id=account_id, user_id=user_id, domain="example.org")
     account_scoped = "{account_id}" in template
     before = await snapshot(h)
@@ -1206,3 +1232,21 @@ async def test_a_new_password_signs_the_user_out_everywhere_else(app: Harness) -
     assert code == 201, body
     code, body, _ = await sign_in(h, "changer@example.com", PASSWORD)
     assert (code, body["error"]) == (401, "wrong_password"), body
+
+
+async def test_withdrawing_an_invitation(app: Harness, tmp_path: Path) -> None:
+    h, account_id = app, app.admin.account_id
+    _, alice, _ = await other_account(h, admin_email="a@other.example")
+    invited = await invite(h, "typo@example.com", "a@other.example")
+    links = {a: link_token(mail_to(tmp_path, a)) for a in ("typo@example.com", "a@other.example")}
+    for address, person in invited.items():
+        code, body = await call(h, "DELETE", f"/api/v1/accounts/{account_id}/invitations/{person['id']}")
+        assert code == 204, (address, body)
+        code, body = await call(h, "DELETE", f"/api/v1/accounts/{account_id}/invitations/{person['id']}")
+        assert (code, body["error"]) == (404, "not_found"), body  # nothing open any more
+        assert (await h.client.get(f"/invitations/{links[address]}")).status == 404
+    assert {p["primary_email"] for p in await list_users(h)} == {"admin@localhost"}
+    async with h.services.store.read() as conn:
+        assert await qa.user_by_email(conn, "typo@example.com") is None  # never registered: gone
+        kept = await qa.user_by_email(conn, "a@other.example")
+    assert kept is not None and (kept.account_id, kept.is_admin) == (alice.account_id, True)  # untouched

@@ -35,6 +35,8 @@ def add_commands(admin: Any, command: AddCommand) -> None:
     p.add_argument("domain")
     p = _acting(command("invite", "invite up to 50 addresses; each is mailed a one-time link", admin))
     p.add_argument("emails", nargs="+", metavar="EMAIL")
+    p = _acting(command("uninvite", "withdraw an open invitation (its link stops working)", admin))
+    p.add_argument("email")
     p = _acting(command("users", "list the account's users and invited people", admin))
     p.add_argument("--registration-status", choices=("unregistered", "registered", "suspended"))
     p.add_argument("--invitation-status", choices=("pending", "accepted", "failed"))
@@ -121,6 +123,11 @@ async def _invite(svc: Services, args: argparse.Namespace) -> list[dict[str, Any
     return [p.to_json() for p in profiles]
 
 
+async def _uninvite(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
+    await svc.invitations.cancel(await acting_admin(svc, args), await _user_id(svc, args.email))
+    return {"withdrawn": args.email}
+
+
 async def _users(svc: Services, args: argparse.Namespace) -> list[dict[str, Any]]:
     filters = {
         k: v
@@ -178,6 +185,7 @@ COMMANDS: dict[tuple[str, str | None], Command] = {
     ("admin", "claim-domain"): _claim_domain,
     ("admin", "release-domain"): _release_domain,
     ("admin", "invite"): _invite,
+    ("admin", "uninvite"): _uninvite,
     ("admin", "users"): _users,
     ("admin", "user"): _user,
     ("admin", "license"): _license,

@@ -85,6 +85,15 @@ async def invite(request: web.Request, admin: User) -> web.Response:
     return web.json_response({"users": [p.to_json() for p in profiles]}, status=201)
 
 
+@routes.delete("/api/v1/accounts/{account_id}/invitations/{user_id}")
+@audited("invitations.cancel")
+@admin_only
+async def cancel_invitation(request: web.Request, admin: User) -> web.Response:
+    """Withdraw an open invitation (the link stops working)."""
+    await request.app[SERVICES].invitations.cancel(admin, path_id(request, "user_id"))
+    return web.Response(status=204)
+
+
 @routes.get("/api/v1/accounts/{account_id}/users")
 @admin_only
 async def list_users(request: web.Request, admin: User) -> web.Response:

@@ -405,3 +405,33 @@ async def fail_invitation(conn: AsyncConnection, invitation_id: str, token_hash:
         )
         .values(status="failed", failure_reason=reason)
     )
+
+
+async def open_invitation_of(conn: AsyncConnection, account_id: str, user_id: str) -> str | None:
+    """The id of an account's still-open (pending or failed) invitation of a user."""
+    stmt = select(invitations.c.id).where(
+        invitations.c.account_id == account_id,
+        invitations.c.user_id == user_id,
+        invitations.c.status.in_(("pending", "failed")),
+    )
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
+async def delete_invitation(conn: AsyncConnection, invitation_id: str) -> None:
+    """Remove an invitation (its link stops working)."""
+    await conn.execute(delete(invitations).where(invitations.c.id == invitation_id))
+
+
+async def inviting_accounts(conn: AsyncConnection, user_id: str) -> list[str]:
+    """The accounts with an open invitation of a user, oldest invitation first."""
+    stmt = (
+        select(invitations.c.account_id)
+        .where(invitations.c.user_id == user_id, invitations.c.status.in_(("pending", "failed")))
+        .order_by(invitations.c.invited_on)
+    )
+    return list((await conn.execute(stmt)).scalars())
+
+
+async def delete_user(conn: AsyncConnection, user_id: str) -> None:
+    """Remove a user who never registered (their tokens, links and invitations go with them)."""
+    await conn.execute(delete(users).where(users.c.id == user_id))
