@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chimebot import secrets
 from chimebot.accounts import check_name, normalise_email
+from chimebot.audit import Audit, Entry
 from chimebot.clock import Clock
 from chimebot.config import AccountsConfig
 from chimebot.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
@@ -63,6 +64,7 @@ class Invitations:
         rooms: Rooms,
         mailer: Mailer,
         signups: tuple[RateLimiter, RateLimiter],
+        audit: Audit,
         config: AccountsConfig,
         *,
         base_url: str,
@@ -71,6 +73,7 @@ class Invitations:
         self._sender = sender
         self._rooms = rooms
         self._signups = signups
+        self._audit = audit
         self._store = store
         self._clock = clock
         self._mailer = mailer
@@ -229,6 +232,8 @@ class Invitations:
                 "password_hash": await hash_password(password),
             }
 
+        left: list[str] = []  # the account a registered user leaves, if they do
+
         async def change(conn: AsyncConnection) -> tuple[User, list[EventDraft]]:
             now = self._clock.now()
             # One conditional UPDATE claims the link, so two requests racing cannot both accept it.
@@ -251,6 +256,7 @@ class Invitations:
                 if current.registration_status == "registered":
                     await self._keep_an_admin(conn, current)
                 events = await self._rooms.leave_account(conn, current.id, current.account_id)
+                left.append(current.account_id)
                 values |= {
                     "account_id": account_id,
                     "is_admin": False,
@@ -265,7 +271,22 @@ class Invitations:
             assert accepted is not None
             return accepted, events
 
-        return await self._store.writer.run(change)
+        accepted: User = await self._store.writer.run(change)
+        if left and registered_before:
+            # The account they left sees it in its own audit log; the joining is in the new one's.
+            await self._audit.record(
+                Entry(
+                    actor=accepted.email,
+                    actor_id=accepted.id,
+                    account_id=left[0],
+                    source="api",
+                    action="users.left_account",
+                    outcome="ok",
+                    target=accepted.email,
+                    detail=f"joined the account {accepted.account_id} by accepting its invitation",
+                )
+            )
+        return accepted
 
     async def _keep_an_admin(self, conn: AsyncConnection, user: User) -> None:
         """Refuse to move the only administrator out of an account that has other users."""

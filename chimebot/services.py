@@ -126,6 +126,7 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
     store.writer.on_commit = feed.on_commit
     rooms = Rooms(store, clock)
     usage = Usage(store, clock, config.billing)
+    audit = Audit(store, clock)
     mailer = build_mailer(config.smtp, data_dir, clock)
     base_url = config.server.base_url
     per_address = buckets(limits.signin_attempts_per_address / window, limits.signin_attempts_per_address)
@@ -154,6 +155,7 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
             # Sign-up requests count against the sign-in limits, per address and per claimed domain
             # (their keys differ from sign-in's, so one does not use up the other).
             (per_address, per_account),
+            audit,
             config.accounts,
             base_url=base_url,
             sender=config.smtp.from_address,
@@ -161,7 +163,7 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
         users=Users(store, clock),
         meetings=Meetings(store, clock, usage),
         usage=usage,
-        audit=Audit(store, clock),
+        audit=audit,
         mailer=mailer,
         rooms=rooms,
         incoming=IncomingWebhooks(store, rooms, clock, hooks, limiter),

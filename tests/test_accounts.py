@@ -443,6 +443,10 @@ async def test_moving_to_another_account_leaves_the_old_accounts_rooms(app: Harn
     assert (code, body["rooms"]) == (200, [])
     code, body = await call(h, "GET", f"/api/v1/rooms/{room_id}/members")
     assert [m["user_id"] for m in body["members"]] == [h.admin.id]
+    # The account they left sees it in its audit log.
+    code, body = await call(h, "GET", "/api/v1/audit?action=users.left_account")
+    assert [(e["actor"], e["target"]) for e in body["entries"]] == [(mover.email, mover.email)]
+    assert other_id in body["entries"][0]["detail"]
 
 
 # -- 2. failed delivery ----------------------------------------------------------------------------------
