@@ -24,7 +24,7 @@ from chimebot.store import accounts as qa
 from chimebot.store import rooms as qr
 from chimebot.store import schema
 from chimebot.usage import ActivityKind, Usage
-from tests.conftest import make_config
+from tests.conftest import Harness, make_config
 
 # Every test runs once on SQLite and once on a fresh PostgreSQL database.
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
@@ -45,9 +45,7 @@ async def running(db_url: str, tmp_path: Path, clock: FakeClock, **sections: Any
     services = build_services(config, tmp_path, clock)
     await services.start()  # no bootstrap: each test makes the accounts it needs, in their time zones
     try:
-        # services.usage is wired in services.py; build it here too until that lands.
-        usage = getattr(services, "usage", None) or Usage(services.store, clock, config.billing)
-        yield Env(services, usage)
+        yield Env(services, services.usage)
     finally:
         await services.close()
 
@@ -63,10 +61,7 @@ class Env:
         """Create an account in a time zone and return its id."""
         account_id = str(uuid.uuid4())
         async with self.services.store.transaction() as conn:
-            await qa.insert_account(conn, account_id, name, T0)
-            accounts = schema.accounts
-            stmt = sa.update(accounts).where(accounts.c.id == account_id).values(time_zone=time_zone)
-            await conn.execute(stmt)
+            await qa.insert_account(conn, account_id, name, T0, time_zone=time_zone)
         return account_id
 
     async def user(
@@ -458,3 +453,33 @@ async def test_meetings_messages_and_registered_users_stay_in_the_month_and_acco
     assert [m.id for m in february.meetings] == ["1000000003"]
     assert february.messages_sent == 1
     assert (await env.usage.report(account, "2026-04")).registered_users == 3
+
+
+async def test_the_report_over_http_as_json_and_csv(app: Harness) -> None:
+    account_id, auth = app.admin.account_id, app.auth()
+    meeting = await app.services.meetings.create(app.admin, "instant", "standup", None)
+    async with app.services.store.transaction() as conn:  # a recording, as POST …/recording records it
+        await app.services.usage.record(
+            conn, account_id=account_id, user_id=app.admin.id, kind="recording", meeting_id=meeting.id
+        )
+    url = f"/api/v1/accounts/{account_id}/usage?month=2026-01"  # the FakeClock's month
+    resp = await app.client.get(url, headers=auth)
+    assert resp.status == 200, await resp.text()
+    report = await resp.json()
+    assert (report["month"], report["total"], report["active_users"]) == ("2026-01", "3.00", 1)
+    assert [(u["email"], u["active_days"]) for u in report["users"]] == [("admin@localhost", ["2026-01-05"])]
+    assert [m["id"] for m in report["meetings"]] == [meeting.id]
+
+    for query, accept in (("&format=csv", {}), ("", {"Accept": "text/csv"})):
+        resp = await app.client.get(url + query, headers=auth | accept)
+        assert resp.status == 200 and resp.content_type == "text/csv"
+        assert resp.headers["Content-Disposition"] == f'attachment; filename="usage-{account_id}-2026-01.csv"'
+        rows = list(csv.DictReader(io.StringIO(await resp.text())))
+        assert [(r["email"], r["active_days"], r["charge"]) for r in rows] == [
+            ("admin@localhost", "1", "3.00"),
+            ("", "1", "3.00"),
+        ]
+    for query, word in (("format=xml", "format"), ("month=2026-13", "YYYY-MM")):
+        resp = await app.client.get(f"/api/v1/accounts/{account_id}/usage?{query}", headers=auth)
+        body = await resp.json()
+        assert (resp.status, body["error"]) == (400, "invalid") and word in body["message"], body
