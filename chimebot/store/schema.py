@@ -255,3 +255,30 @@ audit_log = Table(
     Index("ix_audit_log_account_id", "account_id", "id"),
     sqlite_autoincrement=True,
 )
+
+# Calendar occurrences that ask for a call: the scheduler's truth (its in-memory jobs are rebuilt from
+# here). The key is UID|RECURRENCE-ID alone: RFC 5545 UIDs are globally unique, so the same invitation
+# seen through iMIP and a watched calendar is one row and one call. `source` is the calendar that
+# last reported it, whose complete syncs may cancel it when it disappears.
+occurrences = Table(
+    "occurrences",
+    metadata,
+    Column("key", String(1024), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("uid", String(1000), nullable=False),
+    Column("recurrence_id", UTCDateTime(), nullable=True),
+    Column("meeting_id", String(10), nullable=True),  # 10 digits, from pin+<id>@ or given by meet@
+    Column("start_at", UTCDateTime(), nullable=False),
+    Column("end_at", UTCDateTime(), nullable=False),
+    Column("summary", Text(), nullable=False),
+    Column("organizer", String(320), nullable=True),
+    Column("attendees", Text(), nullable=False),  # JSON list of lower-cased addresses
+    Column("sequence", Integer(), nullable=False),
+    Column("state", String(10), nullable=False),  # scheduled | cancelled | rejected | fired | missed
+    Column("reason", Text(), nullable=True),
+    Column("fired_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # What the scheduler asks for: the scheduled occurrences by start time.
+    Index("ix_occurrences_state_start", "state", "start_at"),
+    Index("ix_occurrences_source_state", "source", "state"),
+)
