@@ -183,11 +183,6 @@ class Accounts:
             if not await q.release_domain(conn, domain.strip().lower().rstrip("."), admin.account_id):
                 raise NotFound(f"your account has not claimed {domain[:100]!r}")
 
-    async def claimant(self, email: str) -> str | None:
-        """The id of the account that claims an address's domain, if one does."""
-        async with self._store.read() as conn:
-            return await q.domain_owner(conn, email.rpartition("@")[2])
-
 
 def _zone(value: str) -> str:
     """Check an IANA time zone name."""
