@@ -13,11 +13,13 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from difflib import get_close_matches
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from webhooks import chime
 
 DEFAULT_SOURCE = "<defaults>"
+IMIP_SOURCE = "imip"  # the source name of occurrences learnt from mailed invitations
 Check = Callable[[Any], object]  # a per-key constraint: truthy when the (type-checked) value is valid
 _GOT_MAX = 60  # values are echoed shortened so one bad key cannot flood the terminal
 
@@ -121,6 +123,22 @@ def _zone(name: str) -> bool:
     return True
 
 
+def _domain(name: str) -> bool:
+    """A check for a DNS domain name like example.com."""
+    return bool(
+        re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9-]{1,63}", name)
+    )
+
+
+def _env_name(example: str) -> Any:
+    """Declare a key naming an environment variable (optional: None when absent)."""
+    return _key(
+        None,
+        lambda s: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s),
+        f"the name of an environment variable, like {example}",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AccountsConfig:
     """Defaults for users and accounts, and how sign-in is protected."""
@@ -145,11 +163,7 @@ class SmtpConfig:
     port: int = _key(587, lambda n: 1 <= n <= 65535, "an integer from 1 to 65535")
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
-    password_env: str | None = _key(
-        None,
-        lambda s: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s),
-        "the name of an environment variable, like CHIMEBOT_SMTP_PASSWORD",
-    )
+    password_env: str | None = _env_name("CHIMEBOT_SMTP_PASSWORD")
     # Not a TOML key: read from the variable `password_env` names; kept out of repr.
     password: str = _key("", lambda s: True, "a password", env="password_env", repr=False)
     from_address: str = _key(
@@ -204,6 +218,80 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DialInNumber:
+    """A phone number people dial to join a meeting, with a label such as "United States (toll)"."""
+
+    number: str = _key(
+        check=lambda s: re.fullmatch(r"\+[0-9][0-9 ()-]{4,30}", s),
+        expect='an international phone number like "+1 206-555-0100"',
+    )
+    label: str = _key("", lambda s: len(s) <= 100, "a label of at most 100 characters")
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingsConfig:
+    """The generated meeting addresses, the dial-in numbers and the texts people receive."""
+
+    # The domain of meet@<domain> and pin+<meeting id>@<domain>; "" means the host of the public URL.
+    address_domain: str = _key(
+        "", lambda s: s == "" or _domain(s), "a domain name like example.com, or empty"
+    )
+    dial_in: tuple[DialInNumber, ...] = ()
+    # jinja2 files replacing the built-in attendee invitation and dial-in instructions; "" = built-in.
+    invitation_template: str = ""
+    instructions_template: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """When calendar meetings are called."""
+
+    # A server that was down at a start still calls this long after it; later, the call is recorded missed.
+    grace_minutes: float = _key(10.0, _positive, "a number > 0")
+    # Call this many seconds before the start time.
+    lead_seconds: float = _key(0.0, lambda x: 0 <= x <= 3600, "a number from 0 to 3600")
+    # How far ahead calendars are read into occurrences.
+    lookahead_days: int = _key(30, lambda n: 1 <= n <= 366, "an integer from 1 to 366")
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarDecl:
+    """A calendar watched for meetings that invite the meeting address."""
+
+    name: str = _key(
+        check=lambda s: re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", s) and s != IMIP_SOURCE,
+        expect=f"1 to 64 of A-Z a-z 0-9 _ . - (not {IMIP_SOURCE!r}, which names the iMIP listener)",
+    )
+    kind: Literal["caldav", "ics", "folder"] = _key(expect="one of 'caldav', 'ics', 'folder'")
+    # caldav: the collection URL; ics: the feed URL (http, https or webcal); folder: a directory path.
+    url: str = _key(check=lambda s: bool(s.strip()), expect="a URL, or a directory path for kind 'folder'")
+    username: str = ""
+    password_env: str | None = _env_name("CHIMEBOT_CALDAV_PASSWORD")
+    # Not a TOML key: read from the variable `password_env` names; kept out of repr.
+    password: str = _key("", lambda s: True, "a password", env="password_env", repr=False)
+    poll_seconds: float = _key(60.0, lambda x: 1 <= x < math.inf, "a number >= 1")
+    # The zone of floating times (events without a zone), e.g. "Europe/Berlin".
+    time_zone: str = _key("UTC", _zone, "an IANA time zone name like Europe/Berlin")
+    # Rooms (of the operator's account, created if missing) that get the dial-in instructions.
+    rooms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImipConfig:
+    """The SMTP listener that takes invitations mailed to the meeting addresses (iMIP)."""
+
+    # "host:port" to listen on, e.g. "127.0.0.1:2525"; "" (default) means no listener.
+    listen: str = _key(
+        "",
+        lambda s: s == "" or re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\s]+):[0-9]{1,5}", s),
+        '"host:port", or empty',
+    )
+    max_message_bytes: int = _key(10 * 2**20, lambda n: n >= 1024, "an integer >= 1024")
+    # The zone of floating times in mailed invitations.
+    time_zone: str = _key("UTC", _zone, "an IANA time zone name like Europe/Berlin")
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookDecl:
     """An incoming webhook declared in the file, with its token taken from the environment."""
 
@@ -245,7 +333,16 @@ class Config:
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    meetings: MeetingsConfig = field(default_factory=MeetingsConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    imip: ImipConfig = field(default_factory=ImipConfig)
     rooms: tuple[RoomDecl, ...] = ()
+    calendars: tuple[CalendarDecl, ...] = ()
+
+    @property
+    def meeting_domain(self) -> str:
+        """The domain of the meeting addresses: `[meetings] address_domain`, else the public URL's host."""
+        return self.meetings.address_domain or (urlsplit(self.server.base_url).hostname or "localhost")
 
 
 def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:
@@ -415,3 +512,29 @@ def _cross_check(config: Config, problems: _Problems) -> None:
             if isinstance(hook, WebhookDecl):
                 problems.unique(hook_names, hook.name, f"rooms[{i}].webhooks[{j}].name", fold=True)
                 problems.unique(hook_ids, hook.id, f"rooms[{i}].webhooks[{j}].id")
+    _check_calendars(config, problems)
+
+
+_CALENDAR_SCHEMES = {"caldav": ("http://", "https://"), "ics": ("http://", "https://", "webcal://")}
+
+
+def _check_calendars(config: Config, problems: _Problems) -> None:
+    """Unique calendar names, a URL that suits each kind, and valid room names."""
+    names: dict[str, str] = {}
+    for i, cal in enumerate(config.calendars):
+        if not isinstance(cal, CalendarDecl):
+            continue  # not a table; already reported
+        problems.unique(names, cal.name, f"calendars[{i}].name")
+        schemes = _CALENDAR_SCHEMES.get(cal.kind or "")
+        if schemes and isinstance(cal.url, str) and not cal.url.lower().startswith(schemes):
+            problems.add(
+                f"calendars[{i}].url",
+                f"expected a URL starting with {' or '.join(schemes)} for kind {cal.kind!r}, "
+                f"got {_got(cal.url)}",
+            )
+        for j, room in enumerate(cal.rooms):
+            if isinstance(room, str) and not _name(100)(room):
+                problems.add(
+                    f"calendars[{i}].rooms[{j}]",
+                    f"expected a room name of 1 to 100 characters, got {_got(room)}",
+                )
