@@ -90,6 +90,7 @@ class Interpretation:
 
     occurrences: tuple[MeetingOccurrence, ...]
     problems: tuple[str, ...]
+    uids: tuple[str, ...] = ()  # every UID the data holds, with or without a meeting address
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class ImipInvite:
     organizer: str | None
     sequence: int
     interpretation: Interpretation
+    # Whether the whole event came (a master), not only some instances: then it replaces what was known.
+    complete: bool
+    data: str  # the iCalendar text, to read again later for instances beyond the window
 
 
 def interpret(
@@ -129,7 +133,8 @@ def read_imip(
     part = _calendar_part(email.message_from_bytes(message, policy=email.policy.default))
     if part is None:
         raise InvalidCalendar("the message has no text/calendar part and no .ics attachment")
-    calendar = _parse(_part_bytes(part))
+    raw = _part_bytes(part)
+    calendar = _parse(raw)
     # The METHOD inside the calendar is the iTIP method (RFC 5546); the MIME parameter must repeat it
     # (RFC 6047) but is only a fallback for senders that leave the property out.
     method = str(calendar.get("METHOD") or part.get_param("method") or "").strip().upper()
@@ -146,6 +151,8 @@ def read_imip(
         uid=uids.pop(),
         organizer=_first_organizer(events),
         sequence=max(_sequence(e) for e in events),
+        complete=any("RECURRENCE-ID" not in e for e in events),
+        data=raw.decode("utf-8", "replace"),
         interpretation=_interpret(calendar, addresses, start, end, default_zone, cancel=method == "CANCEL"),
     )
 
@@ -208,7 +215,7 @@ def _interpret(
             continue
         occurrences.extend(found)
     occurrences.sort(key=lambda o: (o.start, o.key))
-    return Interpretation(tuple(occurrences), tuple(problems))
+    return Interpretation(tuple(occurrences), tuple(problems), tuple(groups))
 
 
 def _occurrences(

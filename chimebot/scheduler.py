@@ -116,8 +116,10 @@ class Scheduler:
         *,
         complete: bool,
         window: tuple[datetime, datetime] | None = None,
+        uids: Iterable[str] | None = None,
     ) -> SyncResult:
-        """Persist a sync of `source`; when `complete`, cancel its occurrences (in `window`) that are gone."""
+        """Persist a sync of `source`; when `complete`, cancel its occurrences (in `window`, of `uids`)
+        that are gone."""
         reported = list(occurrences)
         now = self.clock.now()
         async with self.store.transaction() as conn:
@@ -125,7 +127,8 @@ class Scheduler:
             cancelled: list[str] = []
             if complete:
                 present = [occ.key for occ in reported]
-                cancelled = await q.cancel_absent(conn, source, present, now, window=window)
+                only = None if uids is None else list(dict.fromkeys(uids))
+                cancelled = await q.cancel_absent(conn, source, present, now, window=window, uids=only)
         if cancelled:
             log.info(
                 "calendar %s: %d occurrence(s) no longer in the calendar, cancelled", source, len(cancelled)
@@ -133,13 +136,15 @@ class Scheduler:
         await self.reschedule()
         return SyncResult(result.inserted, result.updated, result.ignored, tuple(cancelled))
 
-    async def deleted(self, source: str, uids: Iterable[str]) -> list[str]:
-        """Cancel every pending occurrence of objects deleted from `source` (an incremental sync)."""
+    async def deleted(
+        self, source: str | None, uids: Iterable[str], *, reason: str | None = None
+    ) -> list[str]:
+        """Cancel every pending occurrence of objects deleted from `source` (None: wherever they were seen)."""
         now = self.clock.now()
         cancelled: list[str] = []
+        reason = reason or f"deleted from calendar {source}"
         async with self.store.transaction() as conn:
             for uid in dict.fromkeys(uids):
-                reason = f"deleted from calendar {source}"
                 cancelled += await q.cancel_uid(conn, source, uid, now, reason=reason)
         await self.reschedule()
         return cancelled

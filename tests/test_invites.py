@@ -184,7 +184,8 @@ def test_the_meeting_address_is_checked_on_every_instance():
 
 
 def test_all_day_events_are_ignored():
-    assert run("all_day.ics") == run("all_day.ics").__class__(occurrences=(), problems=())
+    result = run("all_day.ics")
+    assert (result.occurrences, result.problems) == ((), ())
 
 
 def test_malformed_events_are_reported_and_do_not_hide_the_good_one():

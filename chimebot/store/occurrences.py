@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from calendars.invites import MeetingOccurrence
+from chimebot.ids import new_meeting_id
 from chimebot.store.schema import occurrences
 
 SCHEDULED = "scheduled"
@@ -145,6 +146,16 @@ async def by_keys(conn: AsyncConnection, keys: Iterable[str]) -> dict[str, Store
     return found
 
 
+async def of_uid(conn: AsyncConnection, uid: str) -> list[StoredOccurrence]:
+    """Every stored occurrence of one event (UID), by start time."""
+    result = await conn.execute(
+        select(occurrences)
+        .where(occurrences.c.uid == uid)
+        .order_by(occurrences.c.start_at, occurrences.c.key)
+    )
+    return [_from_row(row) for row in result.mappings()]
+
+
 async def get(conn: AsyncConnection, key: str) -> StoredOccurrence | None:
     """One stored occurrence by key."""
     return (await by_keys(conn, [key])).get(key)
@@ -160,6 +171,7 @@ async def upsert(
         if occ.key not in latest or occ.sequence >= latest[occ.key].sequence:
             latest[occ.key] = occ
     stored = await by_keys(conn, latest)
+    meeting_ids = await _meeting_ids(conn, [occ.uid for key, occ in latest.items() if key not in stored])
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     ignored: list[str] = []
@@ -167,7 +179,10 @@ async def upsert(
         row = stored.get(key)
         if row is None:
             state, reason = (CANCELLED, CANCELLED_IN_CALENDAR) if occ.cancelled else (SCHEDULED, None)
-            inserts.append(_values(source, occ, state, reason, occ.pin, now))
+            # meet@ gives the event one new meeting id, shared by all its instances and kept across
+            # updates; pin+<id>@ names its own.
+            meeting_id = occ.pin or meeting_ids.setdefault(occ.uid, new_meeting_id())
+            inserts.append(_values(source, occ, state, reason, meeting_id, now))
             continue
         decision = _decide(source, occ, row)
         if decision is None:
@@ -189,6 +204,20 @@ async def upsert(
     return UpsertResult(tuple(v["key"] for v in inserts), tuple(v["v_key"] for v in updates), tuple(ignored))
 
 
+async def _meeting_ids(conn: AsyncConnection, uids: Iterable[str]) -> dict[str, str]:
+    """The meeting id each of these UIDs already has (from any of its stored instances)."""
+    wanted = list(dict.fromkeys(uids))
+    found: dict[str, str] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        result = await conn.execute(
+            select(occurrences.c.uid, occurrences.c.meeting_id).where(
+                occurrences.c.uid.in_(wanted[i : i + _CHUNK]), occurrences.c.meeting_id.is_not(None)
+            )
+        )
+        found.update({uid: meeting_id for uid, meeting_id in result})
+    return found
+
+
 async def _set_state(
     conn: AsyncConnection, keys: Sequence[str], state: str, reason: str | None, now: datetime
 ) -> None:
@@ -208,11 +237,17 @@ async def cancel_absent(
     now: datetime,
     *,
     window: tuple[datetime, datetime] | None = None,
+    uids: Sequence[str] | None = None,
 ) -> list[str]:
-    """Cancel `source`'s pending occurrences (in `window`, if given) missing from a complete sync."""
+    """Cancel `source`'s pending occurrences (in `window`, of `uids`, if given) missing from a sync."""
     condition: ColumnElement[bool] = and_(
         occurrences.c.source == source, occurrences.c.state.in_((SCHEDULED, REJECTED))
     )
+    if uids is not None:
+        # The sync read these objects completely, and only these (an incremental sync).
+        if not uids:
+            return []
+        condition = and_(condition, occurrences.c.uid.in_(list(uids)))
     if window is not None:
         # A sync only speaks for its look-ahead window: what lies outside was not looked at.
         condition = and_(condition, occurrences.c.start_at >= window[0], occurrences.c.start_at < window[1])
@@ -224,16 +259,15 @@ async def cancel_absent(
 
 
 async def cancel_uid(
-    conn: AsyncConnection, source: str, uid: str, now: datetime, *, reason: str
+    conn: AsyncConnection, source: str | None, uid: str, now: datetime, *, reason: str
 ) -> list[str]:
-    """Cancel the pending occurrences of an object deleted from `source` (every instance of its UID)."""
+    """Cancel the pending occurrences of an object deleted from `source` (None: from wherever seen)."""
+    condition = and_(occurrences.c.uid == uid, occurrences.c.state.in_((SCHEDULED, REJECTED)))
+    if source is not None:
+        condition = and_(condition, occurrences.c.source == source)
     result = await conn.execute(
         occurrences.update()
-        .where(
-            occurrences.c.uid == uid,
-            occurrences.c.source == source,
-            occurrences.c.state.in_((SCHEDULED, REJECTED)),
-        )
+        .where(condition)
         .values(state=CANCELLED, reason=reason, updated_at=now)
         .returning(occurrences.c.key)
     )
@@ -249,6 +283,28 @@ async def reject(conn: AsyncConnection, key: str, reason: str, now: datetime) ->
         .returning(occurrences.c.key)
     )
     return result.first() is not None
+
+
+async def reject_fired(conn: AsyncConnection, key: str, reason: str, now: datetime) -> None:
+    """Record that a claimed occurrence was not called after all (its organizer was refused), and why."""
+    await conn.execute(
+        occurrences.update()
+        .where(occurrences.c.key == key, occurrences.c.state == FIRED)
+        .values(state=REJECTED, reason=reason, updated_at=now)
+    )
+
+
+async def counts(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+    """Occurrences per source and state."""
+    result = await conn.execute(
+        select(occurrences.c.source, occurrences.c.state, func.count()).group_by(
+            occurrences.c.source, occurrences.c.state
+        )
+    )
+    found: dict[str, dict[str, int]] = {}
+    for source, state, count in result:
+        found.setdefault(source, {})[state] = count
+    return found
 
 
 async def note(conn: AsyncConnection, key: str, reason: str, now: datetime) -> None:

@@ -97,6 +97,8 @@ users = Table(
     # scrypt, as "scrypt$n$r$p$salt$hash"; absent until the person sets a password.
     Column("password_hash", String(200), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Do not disturb: the user's clients get calls (meeting.ring) muted.
+    Column("do_not_disturb", Boolean(), nullable=False, server_default="0"),
 )
 
 # One invitation per account and user: inviting again renews it (new link, pending again).
@@ -281,4 +283,34 @@ occurrences = Table(
     # What the scheduler asks for: the scheduled occurrences by start time.
     Index("ix_occurrences_state_start", "state", "start_at"),
     Index("ix_occurrences_source_state", "source", "state"),
+    # Deletions, iMIP updates and meeting ids go by UID.
+    Index("ix_occurrences_uid", "uid"),
+)
+
+
+# Each watched calendar's sync state, so that a restart continues incrementally, and its health.
+calendar_sources = Table(
+    "calendar_sources",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("kind", String(10), nullable=False),  # caldav | ics | folder | imip
+    Column("snapshot", Text(), nullable=True),  # JSON: the source's sync token, ETags...
+    Column("last_sync", UTCDateTime(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("objects", Integer(), nullable=False, server_default="0"),
+    Column("requests", Integer(), nullable=False, server_default="0"),
+    Column("problems", Text(), nullable=True),  # JSON list: malformed objects skipped by the last sync
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The calendar objects that name the meeting domain, kept so that recurring meetings can be read
+# further ahead as time passes without fetching the calendar again. Other objects are not kept.
+calendar_objects = Table(
+    "calendar_objects",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("href", String(1024), primary_key=True),
+    Column("uids", Text(), nullable=False),  # JSON list of the UIDs in the object
+    Column("data", Text(), nullable=False),  # the iCalendar text
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
