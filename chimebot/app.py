@@ -69,6 +69,7 @@ async def _start(app: web.Application) -> None:
     await services.start()
     link = await services.bootstrap()
     await services.apply_config()
+    await services.start_scheduling()
     if link:
         # Printed, not logged: the link is a credential and logs are kept and shipped.
         boot = services.config.bootstrap

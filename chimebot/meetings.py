@@ -6,17 +6,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from chimebot.accounts import check_name
 from chimebot.clock import Clock
-from chimebot.errors import Forbidden, NotFound
+from chimebot.errors import Conflict, Forbidden, NotFound
 from chimebot.ids import new_meeting_id
 from chimebot.models import User, iso
 from chimebot.permissions import require_pro
 from chimebot.store import Store
 from chimebot.store import meetings as q
+from chimebot.texts import MeetingTexts
 from chimebot.usage import Usage
 
 MeetingType = Literal["instant", "scheduled"]
+ASSISTANT_TOPIC = "Scheduled meeting"  # the topic of a meeting id the scheduling assistant generates
+_NEW_ID_ATTEMPTS = 5  # ids are random among 9·10⁹: a second attempt is already a rarity
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +50,11 @@ class Meeting:
 class Meetings:
     """Creating meetings and starting recordings: Pro features, each checked by ``require_pro``."""
 
-    def __init__(self, store: Store, clock: Clock, usage: Usage) -> None:
+    def __init__(self, store: Store, clock: Clock, usage: Usage, texts: MeetingTexts) -> None:
         self._store = store
         self._clock = clock
         self._usage = usage
+        self._texts = texts
 
     async def create(self, host: User, kind: MeetingType, topic: str, start_at: datetime | None) -> Meeting:
         """Create an instant meeting (now) or a scheduled one (at ``start_at``)."""
@@ -75,3 +81,45 @@ class Meetings:
             await self._usage.record(
                 conn, account_id=user.account_id, user_id=user.id, kind="recording", meeting_id=meeting_id
             )
+
+    async def assistant(self, host: User, *, personal: bool) -> dict[str, Any]:
+        """A meeting id for a calendar invitation (the host's personal id, or a new one kept as the
+        host's), the addresses to invite and the attendee invitation text (Pro)."""
+        require_pro(host, "scheduling meetings")
+        async with self._store.transaction() as conn:
+            if personal:
+                meeting_id = await q.personal_meeting_id(conn, host.id)
+                if meeting_id is None:
+                    raise NotFound("you have no personal meeting id")
+            else:
+                meeting_id = await self._new_meeting_id(conn, host)
+        texts = self._texts
+        return {
+            "meeting_id": meeting_id,
+            "personal": personal,
+            "join_url": texts.join_url(meeting_id),
+            "addresses": texts.addresses(meeting_id),
+            "dial_in": texts.dial_in(meeting_id),
+            "invitation": texts.invitation(
+                meeting_id=meeting_id, host_name=host.display_name, host_email=host.email
+            ),
+        }
+
+    async def owner_of(self, meeting_id: str) -> str | None:
+        """The id of the user whose personal meeting id this is or who hosts the meeting, else None."""
+        async with self._store.transaction() as conn:
+            return await q.owner_of(conn, meeting_id)
+
+    async def _new_meeting_id(self, conn: AsyncConnection, host: User) -> str:
+        """Generate an id nobody owns and record it as the host's, so that ``pin+<id>@`` invitations
+        to it are known to be the host's."""
+        now = self._clock.now()
+        for _ in range(_NEW_ID_ATTEMPTS):
+            meeting_id = new_meeting_id()
+            # The meetings table's key catches a clash with another meeting, not one with a personal id.
+            if await q.owner_of(conn, meeting_id) is None:
+                await q.insert_meeting(
+                    conn, meeting_id, host.account_id, host.id, "scheduled", ASSISTANT_TOPIC, now, now
+                )
+                return meeting_id
+        raise Conflict("could not find a free meeting id; try again")

@@ -33,6 +33,7 @@ class User:
     is_admin: bool
     license: License = "pro"
     registration_status: RegistrationStatus = "registered"
+    do_not_disturb: bool = False  # calls to the user ring muted
 
     def to_json(self) -> dict[str, Any]:
         """The user as other users see it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -171,6 +172,22 @@ class Rooms:
             await q.delete_member(conn, room_id, user_id)
             events.append(self._event(room_id, MEMBER_LEFT, user_id, {"room_id": room_id} | payload))
         return events
+
+    async def room_with(
+        self, conn: AsyncConnection, owner: User, name: str, members: Iterable[User]
+    ) -> tuple[Room, list[EventDraft]]:
+        """Inside a caller's change: the room of this name in the owner's account (created, owned by
+        ``owner``, if missing), with these users of that account added as members."""
+        room = await q.room_by_name(conn, owner.account_id, name)
+        events = []
+        if room is None:
+            room = Room(new_id(), owner.account_id, name, self._clock.now())
+            await q.insert_room(conn, room)
+            events.append(await self._join(conn, room.id, owner, is_admin=True))
+        for user in members:
+            if user.account_id == room.account_id and await q.member(conn, room.id, user.id) is None:
+                events.append(await self._join(conn, room.id, user, is_admin=False))
+        return room, events
 
     # -- messages --------------------------------------------------------------------------------
 

@@ -139,7 +139,7 @@ class Scheduler:
     async def deleted(
         self, source: str | None, uids: Iterable[str], *, reason: str | None = None
     ) -> list[str]:
-        """Cancel every pending occurrence of objects deleted from `source` (None: wherever they were seen)."""
+        """Cancel the pending occurrences of objects deleted from `source` (None: wherever seen)."""
         now = self.clock.now()
         cancelled: list[str] = []
         reason = reason or f"deleted from calendar {source}"

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
 from chimebot.accounts import Accounts
 from chimebot.audit import Audit, Entry
+from chimebot.autocall import AutoCall
 from chimebot.bus import Bus
 from chimebot.clock import Clock, SystemClock
 from chimebot.cluster import RedisDoorbell, RedisTokenBuckets
 from chimebot.config import Config
 from chimebot.feed import Feed
+from chimebot.imip import ImipListener
 from chimebot.incoming import IncomingWebhooks
 from chimebot.invitations import Invitations
 from chimebot.mail import Mailer, build_mailer
 from chimebot.meetings import Meetings
 from chimebot.ratelimit import RateLimiter, TokenBuckets
 from chimebot.rooms import Rooms
+from chimebot.scheduler import Scheduler
 from chimebot.signin import SignIn
 from chimebot.store import STARTUP_LOCK, Store, database_url
 from chimebot.streams import Streams
+from chimebot.texts import MeetingTexts, load_texts
 from chimebot.usage import Usage
 from chimebot.users import Users
+from chimebot.watch import Calendars
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +47,17 @@ class Services:
     invitations: Invitations
     users: Users
     meetings: Meetings
+    texts: MeetingTexts
     usage: Usage
     audit: Audit
     mailer: Mailer
     rooms: Rooms
     incoming: IncomingWebhooks
     streams: Streams
+    scheduler: Scheduler
+    autocall: AutoCall
+    calendars: Calendars
+    imip: ImipListener
     redis: aioredis.Redis | None
 
     async def start(self) -> None:
@@ -54,6 +65,12 @@ class Services:
         await self.store.migrate()
         await self.store.start()
         await self.feed.start()
+
+    async def start_scheduling(self) -> None:
+        """Start what only a server runs: the scheduler's alarms, calendar polling, the iMIP listener."""
+        await self.scheduler.start()
+        await self.calendars.start()
+        await self.imip.start()
 
     async def bootstrap(self) -> str | None:
         """Create the first account on an empty database and return its sign-in link, else None."""
@@ -97,6 +114,9 @@ class Services:
 
     async def close(self) -> None:
         """Finish queued writes (and announce them), then release connections."""
+        await self.imip.stop()
+        await self.calendars.stop()
+        await self.scheduler.stop()  # waits for calls already claimed
         await self.store.writer.stop()
         await self.feed.stop()
         await self.store.close()
@@ -107,6 +127,7 @@ class Services:
 def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -> Services:
     """Create the services for a config; nothing touches the database or Redis until ``start``."""
     clock = clock or SystemClock()
+    texts = load_texts(config)  # first: a bad template file stops here, before anything is opened
     db, hooks = config.database, config.webhooks
     store = Store.open(database_url(db.url, data_dir), synchronous=db.synchronous, pool_size=db.pool_size)
     bus = Bus()
@@ -126,6 +147,7 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
     store.writer.on_commit = feed.on_commit
     rooms = Rooms(store, clock)
     usage = Usage(store, clock, config.billing)
+    accounts = Accounts(store, clock, config.bootstrap, config.accounts)
     audit = Audit(store, clock)
     mailer = build_mailer(config.smtp, data_dir, clock)
     base_url = config.server.base_url
@@ -139,13 +161,33 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
         per_address=per_address,
         per_account=per_account,
     )
+    autocall = AutoCall(
+        store,
+        clock,
+        rooms,
+        usage,
+        texts,
+        mailer,
+        sender=config.smtp.from_address,
+        calendar_rooms={decl.name: decl.rooms for decl in config.calendars},
+        operator=accounts.operator,
+    )
+    scheduling = config.scheduler
+    scheduler = Scheduler(
+        store,
+        clock,
+        grace=timedelta(minutes=scheduling.grace_minutes),
+        lead=timedelta(seconds=scheduling.lead_seconds),
+        on_fire=autocall.fire,
+    )
+    calendars = Calendars(config, store, scheduler, clock, vet=autocall.vet)
     return Services(
         config=config,
         clock=clock,
         store=store,
         bus=bus,
         feed=feed,
-        accounts=Accounts(store, clock, config.bootstrap, config.accounts),
+        accounts=accounts,
         signin=signin,
         invitations=Invitations(
             store,
@@ -161,12 +203,17 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
             sender=config.smtp.from_address,
         ),
         users=Users(store, clock),
-        meetings=Meetings(store, clock, usage),
+        meetings=Meetings(store, clock, usage, texts),
+        texts=texts,
         usage=usage,
         audit=audit,
         mailer=mailer,
         rooms=rooms,
         incoming=IncomingWebhooks(store, rooms, clock, hooks, limiter),
         streams=Streams(store, bus, config.stream),
+        scheduler=scheduler,
+        autocall=autocall,
+        calendars=calendars,
+        imip=ImipListener(config.imip, calendars),
         redis=redis,
     )

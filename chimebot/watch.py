@@ -128,6 +128,11 @@ class Calendars:
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
+    def addresses(self) -> MeetingAddresses:
+        """The meeting addresses that invitations name."""
+        return self._addresses
+
+    @property
     def names(self) -> list[str]:
         """The configured calendars' names."""
         return list(self._decls)

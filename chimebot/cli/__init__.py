@@ -27,6 +27,7 @@ from chimebot.errors import DomainError
 from chimebot.logs import configure_logging
 from chimebot.models import User
 from chimebot.services import Services, build_services
+from chimebot.texts import load_texts
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -103,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.file)
     try:
         config = load_config(args.config)
+        load_texts(config)  # every command builds the services, which need the meeting templates
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -133,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_config(path: str) -> int:
     try:
-        load_config(path)
+        load_texts(load_config(path))  # the template files it names are part of the config
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

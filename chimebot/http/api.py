@@ -15,6 +15,7 @@ from chimebot.http.parsing import (
     field,
     json_object,
     path_id,
+    query_bool,
     query_int,
     timestamp,
 )
@@ -109,6 +110,15 @@ async def create_meeting(request: web.Request) -> web.Response:
     start_at = timestamp(field(body, "start_at", str, default=None, label="an ISO 8601 time"), "start_at")
     meeting = await svc.meetings.create(user, kind, topic, start_at)
     return web.json_response(meeting.to_json(svc.config.server.base_url), status=201)
+
+
+@routes.get("/api/v1/meetings/assistant")
+async def scheduling_assistant(request: web.Request) -> web.Response:
+    """A meeting id (new, or ?personal=true for yours) with the addresses and invitation text (Pro)."""
+    svc = request.app[SERVICES]
+    user = await current_user(request, svc)
+    personal = query_bool(request, "personal", default=False)
+    return web.json_response(await svc.meetings.assistant(user, personal=personal), headers=NO_STORE)
 
 
 @routes.post("/api/v1/meetings/{meeting_id}/recording")

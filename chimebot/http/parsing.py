@@ -96,6 +96,16 @@ def query_int(request: web.Request, name: str, default: int | None, *, minimum: 
     return int(raw)
 
 
+def query_bool(request: web.Request, name: str, default: bool) -> bool:
+    """Read an optional ``true``/``false`` query parameter."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise Invalid(f"`{name}` must be true or false, got {raw[:20]!r}")
+    return raw == "true"
+
+
 def field(data: dict[str, Any], name: str, kind: type, *, default: Any = ..., label: str = "") -> Any:
     """Return a body field of the given type, or raise an error naming it."""
     if name not in data:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ def _user(row: RowMapping) -> User:
         bool(row["is_admin"]),
         row["license"],
         row["registration_status"],
+        bool(row.get("do_not_disturb", False)),
     )
 
 
@@ -58,6 +60,16 @@ async def user_by_email(conn: AsyncConnection, email: str) -> User | None:
     """Find a user by address, case-insensitively."""
     row = (await conn.execute(select(users).where(users.c.email == email.lower()))).mappings().first()
     return _user(row) if row else None
+
+
+async def users_by_emails(conn: AsyncConnection, emails: Iterable[str]) -> list[User]:
+    """The users with these addresses (compared case-insensitively)."""
+    wanted = sorted({email.lower() for email in emails})
+    if not wanted:
+        return []
+    return [
+        _user(row) for row in (await conn.execute(select(users).where(users.c.email.in_(wanted)))).mappings()
+    ]
 
 
 async def user_by_id(conn: AsyncConnection, user_id: str) -> User | None:

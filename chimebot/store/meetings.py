@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chimebot.store.schema import meetings
+from chimebot.store.schema import meetings, users
 
 
 async def insert_meeting(
@@ -38,3 +38,19 @@ async def insert_meeting(
 async def meeting_by_id(conn: AsyncConnection, meeting_id: str) -> RowMapping | None:
     """A meeting row by id."""
     return (await conn.execute(select(meetings).where(meetings.c.id == meeting_id))).mappings().first()
+
+
+async def personal_meeting_id(conn: AsyncConnection, user_id: str) -> str | None:
+    """A user's personal meeting id, or None if there is no such user."""
+    query = select(users.c.personal_meeting_id).where(users.c.id == user_id)
+    return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def owner_of(conn: AsyncConnection, meeting_id: str) -> str | None:
+    """The user whose personal meeting id this is, else the host of the meeting with this id, else None."""
+    personal = select(users.c.id).where(users.c.personal_meeting_id == meeting_id)
+    owner = (await conn.execute(personal)).scalar_one_or_none()
+    if owner is None:
+        hosted = select(meetings.c.host_id).where(meetings.c.id == meeting_id)
+        owner = (await conn.execute(hosted)).scalar_one_or_none()
+    return owner

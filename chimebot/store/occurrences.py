@@ -285,6 +285,17 @@ async def reject(conn: AsyncConnection, key: str, reason: str, now: datetime) ->
     return result.first() is not None
 
 
+async def reinstate(conn: AsyncConnection, key: str, now: datetime) -> bool:
+    """Schedule a rejected occurrence again (its organizer may now schedule meetings)."""
+    result = await conn.execute(
+        occurrences.update()
+        .where(occurrences.c.key == key, occurrences.c.state == REJECTED)
+        .values(state=SCHEDULED, reason=None, updated_at=now)
+        .returning(occurrences.c.key)
+    )
+    return result.first() is not None
+
+
 async def reject_fired(conn: AsyncConnection, key: str, reason: str, now: datetime) -> None:
     """Record that a claimed occurrence was not called after all (its organizer was refused), and why."""
     await conn.execute(
