@@ -54,3 +54,24 @@ async def owner_of(conn: AsyncConnection, meeting_id: str) -> str | None:
         hosted = select(meetings.c.host_id).where(meetings.c.id == meeting_id)
         owner = (await conn.execute(hosted)).scalar_one_or_none()
     return owner
+
+
+async def activate(
+    conn: AsyncConnection,
+    meeting_id: str,
+    account_id: str,
+    host_id: str,
+    topic: str,
+    start_at: datetime,
+    at: datetime,
+) -> None:
+    """Make a scheduled meeting active at its start: create it, or reopen the id's meeting (a series)."""
+    found = await meeting_by_id(conn, meeting_id)
+    if found is None:
+        await insert_meeting(conn, meeting_id, account_id, host_id, "scheduled", topic, start_at, at)
+        return
+    await conn.execute(
+        meetings.update()
+        .where(meetings.c.id == meeting_id)
+        .values(topic=topic, start_at=start_at, ended_at=None, attendee_count=0)
+    )
