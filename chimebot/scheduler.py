@@ -21,9 +21,9 @@ from calendars.invites import MeetingOccurrence
 from chimebot.clock import Clock
 from chimebot.store import Store
 from chimebot.store import occurrences as q
-from chimebot.store.occurrences import StoredOccurrence
+from chimebot.store.occurrences import STATES, StoredOccurrence
 
-__all__ = ["FiredOccurrence", "Scheduler", "StoredOccurrence", "SyncResult"]
+__all__ = ["STATES", "FiredOccurrence", "Scheduler", "StoredOccurrence", "SyncResult"]
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The ``chimebot`` command: serve, migrate, check-config, tokens, rooms, webhooks and ``admin`` actions
-(account administration lives in ``chimebot.cli.accounts``)."""
+(account administration lives in ``chimebot.cli.accounts``, calendars in ``cli.calendar_commands``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from chimebot import __version__
 from chimebot.audit import Entry
-from chimebot.cli import accounts
+from chimebot.cli import accounts, calendar_commands
 from chimebot.cli.accounts import Command
 from chimebot.config import Config, ConfigError, load_config
 from chimebot.errors import DomainError
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     accounts.add_commands(admin, command)
+    calendar_commands.add_commands(sub, command)
 
     hook = sub.add_parser("webhook", help="incoming webhooks").add_subparsers(dest="action", required=True)
     p = command("create", "create a webhook in a room (by id or name)", hook)
@@ -123,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SQLAlchemyError, OSError) as exc:
         print(f"chimebot: cannot open the database: {_storage_hint(config)}{exc}", file=sys.stderr)
         return 1
+    status = 0
+    if isinstance(result, calendar_commands.Outcome):
+        result, status = result.result, result.status
     if isinstance(result, str):
         print(result, end="")
     elif result is not None:
@@ -130,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(result))
         else:
             _print_human(result)
-    return 0
+    return status
 
 
 def _check_config(path: str) -> int:
@@ -292,16 +296,20 @@ async def _migrate(svc: Services, args: argparse.Namespace) -> None:
     print("chimebot: the database is up to date", file=sys.stderr)
 
 
-_COMMANDS: dict[tuple[str, str | None], Command] = accounts.COMMANDS | {
-    ("migrate", None): _migrate,
-    ("token", "create"): _token_create,
-    ("admin", "create-room"): _create_room,
-    ("admin", "signin-link"): _signin_link,
-    ("webhook", "create"): _webhook_create,
-    ("webhook", "regenerate"): _webhook_regenerate,
-    ("webhook", "delete"): _webhook_delete,
-    ("webhook", "list"): _webhook_list,
-}
+_COMMANDS: dict[tuple[str, str | None], Command] = (
+    accounts.COMMANDS
+    | calendar_commands.COMMANDS
+    | {
+        ("migrate", None): _migrate,
+        ("token", "create"): _token_create,
+        ("admin", "create-room"): _create_room,
+        ("admin", "signin-link"): _signin_link,
+        ("webhook", "create"): _webhook_create,
+        ("webhook", "regenerate"): _webhook_regenerate,
+        ("webhook", "delete"): _webhook_delete,
+        ("webhook", "list"): _webhook_list,
+    }
+)
 
 # Commands that change nothing, so they are not written to the audit log.
-_READ_ONLY = {_migrate, _webhook_list, *accounts.READ_ONLY}
+_READ_ONLY = {_migrate, _webhook_list, *accounts.READ_ONLY, *calendar_commands.READ_ONLY}
