@@ -12,7 +12,7 @@ from aiohttp.web_request import BaseRequest
 
 from chimebot.clock import Clock
 from chimebot.config import Config
-from chimebot.http import SERVICES, admin, api, audit, hooks, pages, stream, usage
+from chimebot.http import SERVICES, admin, api, audit, calendars, hooks, pages, stream, usage
 from chimebot.http.audit import audit_middleware
 from chimebot.http.errors import error_middleware
 from chimebot.services import Services, build_services
@@ -55,6 +55,7 @@ def app_for(services: Services) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(audit.routes)
     app.add_routes(usage.routes)
+    app.add_routes(calendars.routes)
     app.add_routes(hooks.routes)
     app.add_routes(stream.routes)
     app[stream.OPEN_STREAMS] = weakref.WeakSet()

@@ -79,6 +79,7 @@ class Profile:
             "registered_on": iso(self.registered_on) if self.registered_on else None,
             "personal_meeting_id": self.personal_meeting_id,
             "personal_pin": self.personal_pin,
+            "do_not_disturb": user.do_not_disturb,
         }
 
 

@@ -73,9 +73,9 @@ class Users:
             return await self._profile(conn, user, user.id)
 
     async def update_own(
-        self, user: User, changes: dict[str, str], *, password_min_length: int, token_hash: str
+        self, user: User, changes: dict[str, Any], *, password_min_length: int, token_hash: str
     ) -> Profile:
-        """Let a user change their own names, or their password (giving the current one, if any).
+        """Let a user change their own names, do-not-disturb, or password (giving the current one, if any).
 
         A new password signs the user out everywhere else: every token but the one used here
         (``token_hash``) is revoked, so whoever learned the old password or held another token is out.
@@ -84,6 +84,8 @@ class Users:
         for key in ("full_name", "display_name"):
             if key in changes:
                 values[key] = check_name(changes[key], f"`{key}`")
+        if "do_not_disturb" in changes:
+            values["do_not_disturb"] = bool(changes["do_not_disturb"])
         if "password" in changes:
             new = changes["password"]
             if not password_min_length <= len(new) <= 1024:

@@ -33,6 +33,7 @@ from chimebot.config import IMIP_SOURCE, CalendarDecl, Config
 from chimebot.models import iso
 from chimebot.scheduler import Scheduler, StoredOccurrence
 from chimebot.store import Store
+from chimebot.store import accounts as qa
 from chimebot.store import calendars as qc
 from chimebot.store import occurrences as qo
 
@@ -248,6 +249,13 @@ class Calendars:
         """The stored occurrences by start time, optionally of some states, one source, or from `since`."""
         async with self._store.read() as conn:
             return await qo.listing(conn, states=states, source=source, since=since)
+
+    async def users_of_account(self, account_id: str, emails: Iterable[str]) -> set[str]:
+        """Which of these addresses belong to users of the account."""
+        async with self._store.read() as conn:
+            return {
+                user.email for user in await qa.users_by_emails(conn, emails) if user.account_id == account_id
+            }
 
     async def receive_imip(self, message: bytes) -> str:
         """Take an iMIP REQUEST or CANCEL mailed to a meeting address; return what was done.

@@ -829,6 +829,8 @@ ADMIN_ROUTES: list[tuple[str, str, Any, int]] = [
     ("POST", "/api/v1/users/{user_id}/reset-pin", None, 200),
     ("POST", "/api/v1/users/{user_id}/logout", None, 200),
     ("GET", "/api/v1/audit", None, 200),
+    ("GET", "/api/v1/calendars", None, 200),
+    ("GET", "/api/v1/calendars/occurrences", None, 200),
 ]
 
 
@@ -907,6 +909,10 @@ async def test_admin_routes_refuse_everyone_else(
         assert (code, body["error"]) == (403, "admin_required"), body
     elif template.startswith("/api/v1/users/"):
         assert (code, body["error"]) == (404, "not_found"), body
+    elif template.startswith("/api/v1/calendars"):
+        # Calendars are the server's: any administrator sees their status; occurrences are filtered
+        # to organizers of the caller's account (test_autocall checks the filter with occurrences).
+        assert code == 200, body
     else:  # the audit log: the other admin reads their own account's, which holds nothing of ours
         assert code == 200, body
         assert {e["actor"] for e in body["entries"]} <= {"boss@other.example"}

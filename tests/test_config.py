@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -9,12 +10,16 @@ import pytest
 
 from chimebot.config import (
     BootstrapConfig,
+    CalendarDecl,
     Config,
     ConfigError,
     DatabaseConfig,
+    ImipConfig,
     LoggingConfig,
+    MeetingsConfig,
     RedisConfig,
     RoomDecl,
+    SchedulerConfig,
     ServerConfig,
     StreamConfig,
     WebhookDecl,
@@ -33,7 +38,12 @@ SECTIONS = {
     "webhooks": WebhooksConfig,
     "stream": StreamConfig,
     "logging": LoggingConfig,
+    "meetings": MeetingsConfig,
+    "scheduler": SchedulerConfig,
+    "imip": ImipConfig,
 }
+# Keys documented commented out, as arrays of tables: [[meetings.dial_in]].
+COMMENTED = {"meetings": {"dial_in"}}
 
 
 @pytest.fixture
@@ -102,7 +112,8 @@ def test_example_file_loads_with_defaults_and_no_environment():
 def uncommented_example() -> str:
     """The example with its commented-out [[rooms]] block switched on."""
     text = EXAMPLE.read_text(encoding="utf-8")
-    return re.sub(r"^#(\[\[rooms|name = |token_env = |id = )", r"\1", text, flags=re.M)
+    head, rooms = text.split("#[[rooms]]")
+    return head + re.sub(r"^#(\[\[rooms|name = |token_env = |id = )", r"\1", "#[[rooms]]" + rooms, flags=re.M)
 
 
 def test_example_rooms_block_declares_what_it_says_when_uncommented(write):
@@ -118,11 +129,69 @@ def test_example_rooms_block_declares_what_it_says_when_uncommented(write):
 def test_example_file_documents_every_key():
     raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     for section, cls in SECTIONS.items():
-        assert set(raw[section]) == {f.name for f in dataclasses.fields(cls)}, section
+        documented = set(raw[section]) | COMMENTED.get(section, set())
+        assert documented == {f.name for f in dataclasses.fields(cls)}, section
     text = EXAMPLE.read_text(encoding="utf-8")
     for name in ("name", "webhooks", "token_env", "id"):  # room/webhook keys, commented out
         assert re.search(rf"^#({name} = |\[\[rooms\.{name}\]\])", text, re.M), name
     assert "chimebot check-config config.example.toml" in text
+
+
+def test_example_calendar_block_declares_what_it_says_when_uncommented(write):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    head, block = text.split("#[[calendars]]")
+    rooms = block.index("# Rooms declared here")
+    block, rest = re.sub(r"^#(?=[a-z_]+ = )", "", block[:rooms], flags=re.M), block[rooms:]
+    config = load_config(
+        write(head + "[[calendars]]" + block + rest), env={"CHIMEBOT_CALDAV_PASSWORD": "s3cret"}
+    )
+    assert config.calendars == (
+        CalendarDecl(
+            name="team",
+            kind="caldav",
+            url="https://dav.example.com/calendars/alice/work/",
+            username="alice",
+            password_env="CHIMEBOT_CALDAV_PASSWORD",
+            password="s3cret",
+            poll_seconds=60.0,
+            time_zone="UTC",
+            rooms=("Standup",),
+        ),
+    )
+    assert "s3cret" not in repr(config)
+
+
+def test_calendar_mistakes_name_the_key(write):
+    text = """
+        [[calendars]]
+        name = "imip"
+        kind = "caldav"
+        url = "ftp://dav.example.com/cal/"
+        rooms = [""]
+
+        [[calendars]]
+        name = "b"
+        kind = "ics"
+        url = "https://example.com/b.ics"
+        time_zone = "Mars/Olympus"
+
+        [[calendars]]
+        name = "b"
+        kind = "folder"
+        url = "/srv/calendars"
+    """
+    with pytest.raises(ConfigError) as info:
+        load_config(write(textwrap.dedent(text)), env={})
+    errors = "\n".join(info.value.errors)
+    assert "config.toml: calendars[0].name: expected 1 to 64 of" in errors
+    assert "(not 'imip', which names the iMIP listener), got 'imip'" in errors
+    assert (
+        "config.toml: calendars[0].url: expected a URL starting with http:// or https:// for kind 'caldav'"
+        in errors
+    )
+    assert "config.toml: calendars[0].rooms[0]: expected a room name of 1 to 100 characters" in errors
+    assert "config.toml: calendars[1].time_zone: expected an IANA time zone name" in errors
+    assert "config.toml: calendars[2].name" in errors
 
 
 def test_env_defaults_to_os_environ(monkeypatch, write):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from chimebot import secrets
@@ -36,15 +38,18 @@ async def me(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/me")
 @audited("me.update")
 async def update_me(request: web.Request) -> web.Response:
-    """Change your own full_name or display_name, or your password (with current_password)."""
+    """Change your own names, do-not-disturb, or your password (with current_password)."""
     svc = request.app[SERVICES]
     user = await current_user(request, svc)
     body = await json_object(request)
-    allowed = ("full_name", "display_name", "password", "current_password")
+    texts = ("full_name", "display_name", "password", "current_password")
+    allowed = (*texts, "do_not_disturb")
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise Invalid(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(allowed)}")
-    changes = {key: field(body, key, str, label="a string") for key in allowed if key in body}
+    changes: dict[str, Any] = {key: field(body, key, str, label="a string") for key in texts if key in body}
+    if "do_not_disturb" in body:
+        changes["do_not_disturb"] = field(body, "do_not_disturb", bool, label="true or false")
     minimum = svc.config.accounts.password_min_length
     token_hash = secrets.token_hash(bearer_token(request) or "")
     profile = await svc.users.update_own(user, changes, password_min_length=minimum, token_hash=token_hash)
