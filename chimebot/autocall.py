@@ -119,7 +119,7 @@ class AutoCall:
             room, events = await self._rooms.room_with(conn, organizer, f"Meeting {meeting_id}", callees)
             ring = self._ring(occ, meeting_id, topic, room.id)
             for user in callees:
-                payload = ring | {"user_id": user.id, "muted": False}
+                payload = ring | {"user_id": user.id, "muted": user.do_not_disturb}
                 events.append(
                     EventDraft(ring_room(meeting_id), MEETING_RING, now, user_id=user.id, payload=payload)
                 )
