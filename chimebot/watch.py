@@ -160,6 +160,8 @@ class Calendars:
         """Open the sources and poll each on its own task."""
         await self.open()
         self._tasks = [asyncio.create_task(self._run(name), name=f"calendar {name}") for name in self._decls]
+        if self._config.imip.listen:
+            self._tasks.append(asyncio.create_task(self._refresh_imip_hourly(), name="calendar imip"))
 
     async def stop(self) -> None:
         """Stop polling and release connections."""
@@ -312,6 +314,37 @@ class Calendars:
         log.info("iMIP: %s", outcome)
         return outcome
 
+    async def refresh_imip(self) -> int:
+        """Read the mailed series again for the window that moved on; return how many instances were new.
+
+        Only instances not seen before are added: a mail may have changed one instance only (a
+        REQUEST or CANCEL with a RECURRENCE-ID), and the kept master must not undo that.
+        """
+        start, end = self._window()
+        async with self._store.read() as conn:
+            texts = await qc.objects_of(conn, IMIP_SOURCE)
+        found: list[MeetingOccurrence] = []
+        for href, text in texts:
+            try:
+                result = interpret(
+                    text.encode(),
+                    self._addresses,
+                    start=start,
+                    end=end,
+                    default_zone=self._config.imip.time_zone,
+                )
+            except InvalidCalendar as exc:  # it was readable when it came; a library change might not be
+                log.warning("iMIP: the kept invitation %s cannot be read again: %s", href, exc.reason)
+                continue
+            found.extend(result.occurrences)
+        async with self._store.read() as conn:
+            known = await qo.by_keys(conn, [occ.key for occ in found])
+        new = [occ for occ in found if occ.key not in known]
+        if new:
+            result = await self._scheduler.apply(IMIP_SOURCE, new, complete=False)
+            await self._vet_keys(result.inserted)
+        return len(new)
+
     # -- internals -------------------------------------------------------------------------------
 
     def _make(self, decl: CalendarDecl) -> Source:
@@ -444,6 +477,15 @@ class Calendars:
             objects = len(await qc.uids_of(conn, IMIP_SOURCE))
             row = qc.SourceRow(IMIP_SOURCE, IMIP_SOURCE, None, now, None, objects, 0, tuple(problems), now)
             await qc.save_source(conn, row)
+
+    async def _refresh_imip_hourly(self) -> None:
+        """Extend the mailed series as time passes."""
+        while True:
+            await asyncio.sleep(REWINDOW.total_seconds())
+            try:
+                await self.refresh_imip()
+            except Exception:
+                log.exception("iMIP: reading the kept invitations again failed")
 
     async def _run(self, name: str) -> None:
         """Poll one calendar forever, backing off while it fails."""
