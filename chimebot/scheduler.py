@@ -213,4 +213,9 @@ class Scheduler:
         task = asyncio.ensure_future(self.run_due())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._aps is None:
+                return  # APScheduler shutting down cancels its jobs; stop() waits for the call itself
+            raise
