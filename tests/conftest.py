@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -40,6 +44,63 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(f"{name} is not reachable on {host}:{port}, and CI=true requires it")
     pytest.skip(f"{name} is not running on {host}:{port} (set CI=true to make this a failure)")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Radicale:
+    """A running Radicale CalDAV server (user alice, password secret) and its log file."""
+
+    base: str
+    log: Path
+
+    def requests(self, path: str) -> list[str]:
+        """Methods of the requests Radicale logged for a collection path, in order."""
+        pattern = re.compile(rf"\] (\w+) request for '{re.escape(path)}")
+        return [m.group(1) for m in map(pattern.search, self.log.read_text().splitlines()) if m]
+
+
+@pytest.fixture(scope="module")
+def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    """A real Radicale server on a free loopback port, one per test module."""
+    root = tmp_path_factory.mktemp("radicale")
+    (root / "users").write_text("alice:secret\n")
+    port_number = free_port()
+    (root / "config").write_text(
+        f"[server]\nhosts = 127.0.0.1:{port_number}\n"
+        f"[auth]\ntype = htpasswd\nhtpasswd_filename = {root / 'users'}\n"
+        "htpasswd_encryption = plain\ndelay = 0\n"
+        f"[storage]\nfilesystem_folder = {root / 'collections'}\n[logging]\nlevel = info\n"
+    )
+    log = root / "radicale.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "radicale", "-C", str(root / "config")], stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port_number), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Radicale did not start:\n{log.read_text()}")
+                time.sleep(0.05)
+        yield Radicale(f"http://127.0.0.1:{port_number}", log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

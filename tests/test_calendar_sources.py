@@ -6,14 +6,9 @@ import asyncio
 import hashlib
 import json
 import os
-import re
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +18,7 @@ from aiohttp import web
 
 from calendars.ics_source import basic_auth
 from calendars.sources import Backoff, CalDavSource, FolderSource, IcsUrlSource, SourceError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import Radicale, free_port
 
 
 def event(uid: str, summary: str = "Standup") -> str:
@@ -40,53 +30,6 @@ def event(uid: str, summary: str = "Standup") -> str:
 
 
 # --- Radicale ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Radicale:
-    base: str
-    log: Path
-
-    def requests(self, path: str) -> list[str]:
-        """Methods of the requests Radicale logged for a collection path, in order."""
-        pattern = re.compile(rf"\] (\w+) request for '{re.escape(path)}")
-        return [m.group(1) for m in map(pattern.search, self.log.read_text().splitlines()) if m]
-
-
-@pytest.fixture(scope="module")
-def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
-    root = tmp_path_factory.mktemp("radicale")
-    (root / "users").write_text("alice:secret\n")
-    port_number = free_port()
-    (root / "config").write_text(
-        f"[server]\nhosts = 127.0.0.1:{port_number}\n"
-        f"[auth]\ntype = htpasswd\nhtpasswd_filename = {root / 'users'}\n"
-        "htpasswd_encryption = plain\ndelay = 0\n"
-        f"[storage]\nfilesystem_folder = {root / 'collections'}\n[logging]\nlevel = info\n"
-    )
-    log = root / "radicale.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "radicale", "-C", str(root / "config")], stdout=out, stderr=out
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port_number), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"Radicale did not start:\n{log.read_text()}")
-                time.sleep(0.05)
-        yield Radicale(f"http://127.0.0.1:{port_number}", log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 AUTH = {"Authorization": basic_auth("alice", "secret")}
