@@ -387,12 +387,44 @@ class Calendars:
             texts = {}
             if changes.full or now - self._windowed.get(name, now - REWINDOW) >= REWINDOW:
                 texts = dict(await qc.objects_of(conn, name))  # the window moved: read everything again
+        changed = {o.href: o.data for o in changes.changed}
+        # Reading thousands of objects takes seconds of CPU: in a thread, requests keep being served.
+        found, problems, uids, keep, forget = await asyncio.to_thread(
+            self._read, changed, kept, texts, set(changes.deleted), changes.full, zone, (start, end)
+        )
+        if texts or changes.full:
+            self._windowed[name] = now
+        deleted_uids = [uid for href in changes.deleted for uid in kept.get(href, ())]
+        result = await self._scheduler.apply(
+            name, found, complete=True, window=(start, end), uids=None if changes.full else sorted(uids)
+        )
+        cancelled = list(result.cancelled)
+        if deleted_uids:
+            cancelled += await self._scheduler.deleted(name, deleted_uids)
+        async with self._store.transaction() as conn:
+            await qc.forget(conn, name, forget)
+            await qc.keep(conn, name, keep, now)
+        await self._vet_keys([*result.inserted, *result.updated])
+        return SyncReport(len(changed), len(changes.deleted), len(found), len(cancelled), tuple(problems))
+
+    def _read(
+        self,
+        changed: dict[str, bytes],
+        kept: dict[str, list[str]],
+        texts: dict[str, str],
+        deleted: set[str],
+        full: bool,
+        zone: str,
+        window: tuple[datetime, datetime],
+    ) -> tuple[list[MeetingOccurrence], list[str], set[str], list[tuple[str, list[str], str]], list[str]]:
+        """Interpret changed objects (and kept ones, for a moved window): the occurrences found, the
+        problems, the UIDs the result speaks for completely, the objects to keep and those to forget."""
+        start, end = window
         found: list[MeetingOccurrence] = []
         problems: list[str] = []
         uids: set[str] = set()
         keep: list[tuple[str, list[str], str]] = []
         forget: list[str] = []
-        changed = {o.href: o.data for o in changes.changed}
         for href, data in changed.items():
             if not self._mentions_domain(data):
                 uids.update(kept.get(href, ()))  # its meetings, if it had any, are gone
@@ -417,28 +449,19 @@ class Calendars:
             uids.update(result.uids)
         # Kept objects that the poll did not report are read again for the moved window.
         for href, text in texts.items():
-            if href in changed or href in changes.deleted or changes.full:
+            if href in changed or href in deleted or full:
                 continue
-            result = interpret(text.encode(), self._addresses, start=start, end=end, default_zone=zone)
+            try:
+                result = interpret(text.encode(), self._addresses, start=start, end=end, default_zone=zone)
+            except InvalidCalendar as exc:  # it was readable when kept; leave its occurrences alone
+                problems.append(f"{href}: {exc.reason}")
+                continue
             found.extend(result.occurrences)
             uids.update(result.uids)
-        if texts or changes.full:
-            self._windowed[name] = now
-        if changes.full:
+        if full:
             forget.extend(href for href in kept if href not in changed)
-        forget.extend(href for href in changes.deleted if href in kept)
-        deleted_uids = [uid for href in changes.deleted for uid in kept.get(href, ())]
-        result = await self._scheduler.apply(
-            name, found, complete=True, window=(start, end), uids=None if changes.full else sorted(uids)
-        )
-        cancelled = list(result.cancelled)
-        if deleted_uids:
-            cancelled += await self._scheduler.deleted(name, deleted_uids)
-        async with self._store.transaction() as conn:
-            await qc.forget(conn, name, forget)
-            await qc.keep(conn, name, keep, now)
-        await self._vet_keys([*result.inserted, *result.updated])
-        return SyncReport(len(changed), len(changes.deleted), len(found), len(cancelled), tuple(problems))
+        forget.extend(href for href in deleted if href in kept)
+        return found, problems, uids, keep, forget
 
     async def _vet_keys(self, keys: Sequence[str]) -> None:
         """Hand the new or changed occurrences to the organizer check."""
