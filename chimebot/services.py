@@ -16,7 +16,7 @@ from chimebot.clock import Clock, SystemClock
 from chimebot.cluster import RedisDoorbell, RedisTokenBuckets
 from chimebot.config import Config
 from chimebot.feed import Feed
-from chimebot.imip import ImipListener
+from chimebot.imip import ImipInbox, ImipListener
 from chimebot.incoming import IncomingWebhooks
 from chimebot.invitations import Invitations
 from chimebot.mail import Mailer, build_mailer
@@ -214,6 +214,6 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
         scheduler=scheduler,
         autocall=autocall,
         calendars=calendars,
-        imip=ImipListener(config.imip, calendars),
+        imip=ImipListener(config, ImipInbox(config, store, scheduler, clock, calendars), calendars),
         redis=redis,
     )

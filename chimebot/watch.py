@@ -4,7 +4,8 @@ Each `[[calendars]]` source is polled on its own task with a backoff, so a faili
 holds up the others. A poll reports changed objects; the objects that name the meeting domain are
 interpreted over the look-ahead window and kept in the database, so that recurring meetings are read
 further ahead as time passes (``REWINDOW``) without fetching the calendar again, and a restart
-continues from the stored sync state. iMIP invitations arrive through ``receive_imip``.
+continues from the stored sync state. Mailed invitations (iMIP) are
+``chimebot.imip``'s.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from calendars.invites import (
     MeetingAddresses,
     MeetingOccurrence,
     interpret,
-    read_imip,
 )
 from calendars.sources import Backoff, Changes, Source, SourceError
 from chimebot.clock import Clock
@@ -46,10 +46,6 @@ BACKOFF_FACTOR = 32
 _FOLD = re.compile(rb"\r?\n[ \t]")
 
 Vet = Callable[[Sequence[StoredOccurrence]], Awaitable[None]]
-
-
-class InvitationRefused(Exception):
-    """An iMIP message that is not taken, with the reason to give its sender."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,7 @@ class Calendars:
         self._grace = timedelta(minutes=config.scheduler.grace_minutes)
         self._decls = {decl.name: decl for decl in config.calendars}
         self._sources: dict[str, Source] = {}
-        self._locks = {name: asyncio.Lock() for name in [*self._decls, IMIP_SOURCE]}
+        self._locks = {name: asyncio.Lock() for name in self._decls}
         self._windowed: dict[str, datetime] = {}  # source → when its kept objects were last read in full
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -160,8 +156,6 @@ class Calendars:
         """Open the sources and poll each on its own task."""
         await self.open()
         self._tasks = [asyncio.create_task(self._run(name), name=f"calendar {name}") for name in self._decls]
-        if self._config.imip.listen:
-            self._tasks.append(asyncio.create_task(self._refresh_imip_hourly(), name="calendar imip"))
 
     async def stop(self) -> None:
         """Stop polling and release connections."""
@@ -259,92 +253,6 @@ class Calendars:
                 user.email for user in await qa.users_by_emails(conn, emails) if user.account_id == account_id
             }
 
-    async def receive_imip(self, message: bytes) -> str:
-        """Take an iMIP REQUEST or CANCEL mailed to a meeting address; return what was done.
-
-        Raises InvitationRefused (or InvalidCalendar) with the reason for the sender.
-        """
-        start, end = self._window()
-        invite = read_imip(
-            message, self._addresses, start=start, end=end, default_zone=self._config.imip.time_zone
-        )
-        async with self._locks[IMIP_SOURCE]:
-            async with self._store.read() as conn:
-                known = await qo.of_uid(conn, invite.uid)
-            organizer = next((occ.organizer for occ in known if occ.organizer), None)
-            if organizer is not None and invite.organizer != organizer:
-                # Anyone can send mail; only the organizer of a meeting may move or cancel it.
-                raise InvitationRefused(
-                    f"event {invite.uid} is organized by {organizer}; an invitation from "
-                    f"{invite.organizer or 'no organizer'} cannot change or cancel it"
-                )
-            found = invite.interpretation
-            if invite.method == "CANCEL" and invite.complete:
-                cancelled = await self._scheduler.deleted(
-                    None, [invite.uid], reason="cancelled by the organizer (iMIP CANCEL)"
-                )
-                async with self._store.transaction() as conn:
-                    await qc.forget(conn, IMIP_SOURCE, [invite.uid])
-                outcome = f"cancelled {len(cancelled)} occurrence(s) of {invite.uid}"
-            else:
-                if invite.method == "REQUEST" and not found.occurrences and not known:
-                    raise InvitationRefused(
-                        f"the invitation does not invite meet@{self._addresses.domain} or "
-                        f"pin+<meeting id>@{self._addresses.domain} in the next "
-                        f"{self._lookahead.days} days"
-                    )
-                result = await self._scheduler.apply(
-                    IMIP_SOURCE,
-                    found.occurrences,
-                    complete=invite.complete and invite.method == "REQUEST",
-                    window=(start, end),
-                    uids=[invite.uid],
-                )
-                if invite.complete and invite.method == "REQUEST":
-                    async with self._store.transaction() as conn:
-                        await qc.keep(
-                            conn, IMIP_SOURCE, [(invite.uid, [invite.uid], invite.data)], self._clock.now()
-                        )
-                await self._vet_keys([*result.inserted, *result.updated])
-                outcome = (
-                    f"{invite.method} for {invite.uid}: {len(result.inserted)} new, "
-                    f"{len(result.updated)} changed, {len(result.cancelled)} cancelled occurrence(s)"
-                )
-            await self._save_imip_state(found.problems)
-        log.info("iMIP: %s", outcome)
-        return outcome
-
-    async def refresh_imip(self) -> int:
-        """Read the mailed series again for the window that moved on; return how many instances were new.
-
-        Only instances not seen before are added: a mail may have changed one instance only (a
-        REQUEST or CANCEL with a RECURRENCE-ID), and the kept master must not undo that.
-        """
-        start, end = self._window()
-        async with self._store.read() as conn:
-            texts = await qc.objects_of(conn, IMIP_SOURCE)
-        found: list[MeetingOccurrence] = []
-        for href, text in texts:
-            try:
-                result = interpret(
-                    text.encode(),
-                    self._addresses,
-                    start=start,
-                    end=end,
-                    default_zone=self._config.imip.time_zone,
-                )
-            except InvalidCalendar as exc:  # it was readable when it came; a library change might not be
-                log.warning("iMIP: the kept invitation %s cannot be read again: %s", href, exc.reason)
-                continue
-            found.extend(result.occurrences)
-        async with self._store.read() as conn:
-            known = await qo.by_keys(conn, [occ.key for occ in found])
-        new = [occ for occ in found if occ.key not in known]
-        if new:
-            result = await self._scheduler.apply(IMIP_SOURCE, new, complete=False)
-            await self._vet_keys(result.inserted)
-        return len(new)
-
     # -- internals -------------------------------------------------------------------------------
 
     def _make(self, decl: CalendarDecl) -> Source:
@@ -366,7 +274,7 @@ class Calendars:
 
         return FolderSource(decl.url, clock=self._clock.now)
 
-    def _window(self) -> tuple[datetime, datetime]:
+    def window(self) -> tuple[datetime, datetime]:
         """The start times read from calendars: from the grace period ago to the look-ahead."""
         now = self._clock.now()
         return now - self._grace, now + self._lookahead
@@ -377,7 +285,7 @@ class Calendars:
 
     async def _apply(self, name: str, zone: str, changes: Changes) -> SyncReport:
         """Interpret what a poll reported and persist it: occurrences, kept objects, cancellations."""
-        start, end = self._window()
+        start, end = self.window()
         now = self._clock.now()
         async with self._store.read() as conn:
             if changes.full:
@@ -404,7 +312,7 @@ class Calendars:
         async with self._store.transaction() as conn:
             await qc.forget(conn, name, forget)
             await qc.keep(conn, name, keep, now)
-        await self._vet_keys([*result.inserted, *result.updated])
+        await self.vet_keys([*result.inserted, *result.updated])
         return SyncReport(len(changed), len(changes.deleted), len(found), len(cancelled), tuple(problems))
 
     def _read(
@@ -463,7 +371,7 @@ class Calendars:
         forget.extend(href for href in deleted if href in kept)
         return found, problems, uids, keep, forget
 
-    async def _vet_keys(self, keys: Sequence[str]) -> None:
+    async def vet_keys(self, keys: Sequence[str]) -> None:
         """Hand the new or changed occurrences to the organizer check."""
         if not keys:
             return
@@ -493,23 +401,6 @@ class Calendars:
             )
             await qc.save_source(conn, row)
 
-    async def _save_imip_state(self, problems: Sequence[str]) -> None:
-        """Record that a mailed invitation was taken."""
-        now = self._clock.now()
-        async with self._store.transaction() as conn:
-            objects = len(await qc.uids_of(conn, IMIP_SOURCE))
-            row = qc.SourceRow(IMIP_SOURCE, IMIP_SOURCE, None, now, None, objects, 0, tuple(problems), now)
-            await qc.save_source(conn, row)
-
-    async def _refresh_imip_hourly(self) -> None:
-        """Extend the mailed series as time passes."""
-        while True:
-            await asyncio.sleep(REWINDOW.total_seconds())
-            try:
-                await self.refresh_imip()
-            except Exception:
-                log.exception("iMIP: reading the kept invitations again failed")
-
     async def _run(self, name: str) -> None:
         """Poll one calendar forever, backing off while it fails."""
         interval = self._decls[name].poll_seconds
@@ -528,4 +419,4 @@ class Calendars:
             await asyncio.sleep(backoff.delay)
 
 
-__all__ = ["CalendarStatus", "Calendars", "InvitationRefused", "SyncReport", "occurrence_json"]
+__all__ = ["CalendarStatus", "Calendars", "SyncReport", "occurrence_json"]
