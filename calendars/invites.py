@@ -42,6 +42,10 @@ _ESSENTIAL = frozenset(
 )
 
 
+# Instances of one event read in the look-ahead window: an hourly series for 30 days is 720.
+MAX_INSTANCES = 1000
+
+
 class InvalidCalendar(ValueError):
     """Data that cannot be read as a calendar (or an iMIP invitation) at all; `reason` says why."""
 
@@ -213,6 +217,11 @@ def _interpret(
         except Exception as exc:  # a library error on one object must not stop the rest (SPEC §5)
             problems.append(f"{uid}: {exc}")
             continue
+        if len(found) > MAX_INSTANCES:
+            problems.append(
+                f"{uid}: {len(found)} instances in the window; only the first {MAX_INSTANCES} are called"
+            )
+            found = found[:MAX_INSTANCES]
         occurrences.extend(found)
     occurrences.sort(key=lambda o: (o.start, o.key))
     return Interpretation(tuple(occurrences), tuple(problems), tuple(groups))
@@ -293,6 +302,11 @@ def _defect(event: icalendar.Event) -> str | None:
         # icalendar gives an unknown TZID back as a naive (floating) time; never guess its zone.
         if tzid and any(t.tzinfo is None for t in _times(value.dt) if isinstance(t, datetime)):
             return f"unknown time zone {tzid!r}"
+    rules = event.get("RRULE")
+    for rule in rules if isinstance(rules, list) else [rules] if rules is not None else []:
+        # A meeting every minute is a mistake or an attack; either way nobody should be called for it.
+        if str((rule.get("FREQ") or [""])[0]).upper() in ("SECONDLY", "MINUTELY"):
+            return "meetings repeating more often than hourly are not called"
     recurrence_id = event.get("RECURRENCE-ID")
     if recurrence_id is not None and str(recurrence_id.params.get("RANGE", "")).upper() == "THISANDFUTURE":
         return "RECURRENCE-ID;RANGE=THISANDFUTURE is not supported"

@@ -196,9 +196,13 @@ class AutoCall:
         )
 
     async def _tell_organizer(self, occ: StoredOccurrence, reason: str) -> None:
-        """Mail the organizer why their meeting will not be called."""
+        """Mail the organizer why their meeting will not be called, if they are a user: anyone can
+        put any address in ORGANIZER, and chimebot must not mail strangers on an invitation's say-so."""
         if occ.organizer is None:
             return
+        async with self._store.read() as conn:
+            if await qa.user_by_email(conn, occ.organizer) is None:
+                return
         text = (
             f'Your meeting "{occ.summary or occ.uid}" invites the meeting address, but chimebot will not '
             f"call it: {reason}.\n\nAsk an administrator of your chimebot account for help."
@@ -207,7 +211,11 @@ class AutoCall:
 
     async def _mail(self, to: str, subject: str, text: str) -> None:
         """Send one mail; a failure is logged, never raised (the call itself went out)."""
+        # A calendar's SUMMARY may hold line breaks, which a mail header cannot.
+        subject = " ".join(subject.split())[:150]
         try:
             await self._mailer.send(compose(self._sender, to, subject, text))
         except DeliveryFailed as exc:
             log.warning("mail to %s failed: %s", to, exc)
+        except ValueError as exc:  # an address a header cannot hold (e.g. with a comma or a line break)
+            log.warning("no mail to %r: %s", to, exc)

@@ -9,8 +9,12 @@ The sending mail server turns a 550 into a bounce, which is how the organizer is
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import logging
 from collections.abc import Sequence
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.utils import parseaddr
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -22,7 +26,7 @@ from chimebot.scheduler import Scheduler
 from chimebot.store import Store
 from chimebot.store import calendars as qc
 from chimebot.store import occurrences as qo
-from chimebot.watch import REWINDOW, Calendars
+from chimebot.watch import REWINDOW, Calendars, unreadable
 
 log = logging.getLogger(__name__)
 _REPLY_MAX = 400  # an SMTP reply line is at most 512 octets
@@ -32,6 +36,13 @@ def _reply(code: str, text: str) -> str:
     """One SMTP reply line with `text` made safe: a single line, not too long."""
     flat = " ".join(text.split())
     return f"{code} {flat[:_REPLY_MAX]}"
+
+
+def _from_header(message: bytes) -> str | None:
+    """The address in a message's From header, if it has one."""
+    value = BytesHeaderParser(policy=email.policy.default).parsebytes(message).get("From")
+    address = parseaddr(str(value))[1] if value else ""
+    return address or None
 
 
 class InvitationRefused(Exception):
@@ -52,15 +63,33 @@ class ImipInbox:
         self._calendars = calendars
         self._lock = asyncio.Lock()  # one mail at a time: the organizer check reads what the last one wrote
 
-    async def receive(self, message: bytes) -> str:
+    async def receive(self, message: bytes, mail_from: str | None = None) -> str:
         """Take an iMIP REQUEST or CANCEL mailed to a meeting address; return what was done.
 
         Raises InvitationRefused (or InvalidCalendar) with the reason for the sender.
         """
         start, end = self._calendars.window()
-        invite = read_imip(
-            message, self._calendars.addresses, start=start, end=end, default_zone=self._config.imip.time_zone
-        )
+        try:  # parsing and expanding a series is CPU work: in a thread, requests keep being served
+            invite = await asyncio.to_thread(
+                read_imip,
+                message,
+                self._calendars.addresses,
+                start=start,
+                end=end,
+                default_zone=self._config.imip.time_zone,
+            )
+        except InvalidCalendar:
+            raise
+        except Exception as exc:  # a malformed calendar gets an answer, not a 451 retried for days
+            raise InvalidCalendar(unreadable(exc)) from None
+        # Only the organizer's own mail is taken (the header From or the envelope sender): an attendee
+        # holds the UID and the ORGANIZER line too. A mail server in front checks SPF/DKIM/DMARC.
+        senders = {address.lower() for address in (_from_header(message), mail_from) if address}
+        if invite.organizer is None or invite.organizer not in senders:
+            raise InvitationRefused(
+                f"the invitation is organized by {invite.organizer or 'nobody (no ORGANIZER)'} but was sent "
+                f"by {', '.join(sorted(senders)) or 'an unknown sender'}; only the organizer's mail is taken"
+            )
         async with self._lock:
             async with self._store.read() as conn:
                 known = await qo.of_uid(conn, invite.uid)
@@ -80,11 +109,15 @@ class ImipInbox:
                     await qc.forget(conn, IMIP_SOURCE, [invite.uid])
                 outcome = f"cancelled {len(cancelled)} occurrence(s) of {invite.uid}"
             else:
-                if invite.method == "REQUEST" and not found.occurrences and not known:
+                if (
+                    invite.method == "REQUEST"
+                    and not found.occurrences
+                    and not known
+                    and not self._calendars.mentions_domain(invite.data.encode())
+                ):
                     raise InvitationRefused(
                         f"the invitation does not invite meet@{self._calendars.addresses.domain} or "
-                        f"pin+<meeting id>@{self._calendars.addresses.domain} in the next "
-                        f"{self._config.scheduler.lookahead_days} days"
+                        f"pin+<meeting id>@{self._calendars.addresses.domain}"
                     )
                 result = await self._scheduler.apply(
                     IMIP_SOURCE,
@@ -116,6 +149,19 @@ class ImipInbox:
         start, end = self._calendars.window()
         async with self._store.read() as conn:
             texts = await qc.objects_of(conn, IMIP_SOURCE)
+        found = await asyncio.to_thread(self._read, texts, start, end)
+        async with self._store.read() as conn:
+            known = await qo.by_keys(conn, [occ.key for occ in found])
+        new = [occ for occ in found if occ.key not in known]
+        if new:
+            result = await self._scheduler.apply(IMIP_SOURCE, new, complete=False)
+            await self._calendars.vet_keys(result.inserted)
+        return len(new)
+
+    def _read(
+        self, texts: Sequence[tuple[str, str]], start: datetime, end: datetime
+    ) -> list[MeetingOccurrence]:
+        """The occurrences of the kept invitations in the window (CPU work: run in a thread)."""
         found: list[MeetingOccurrence] = []
         for href, text in texts:
             try:
@@ -126,17 +172,11 @@ class ImipInbox:
                     end=end,
                     default_zone=self._config.imip.time_zone,
                 )
-            except InvalidCalendar as exc:  # it was readable when it came; a library change might not be
-                log.warning("iMIP: the kept invitation %s cannot be read again: %s", href, exc.reason)
+            except Exception as exc:  # it was readable when it came; a library change might not be
+                log.warning("iMIP: the kept invitation %s cannot be read again: %s", href, unreadable(exc))
                 continue
             found.extend(result.occurrences)
-        async with self._store.read() as conn:
-            known = await qo.by_keys(conn, [occ.key for occ in found])
-        new = [occ for occ in found if occ.key not in known]
-        if new:
-            result = await self._scheduler.apply(IMIP_SOURCE, new, complete=False)
-            await self._calendars.vet_keys(result.inserted)
-        return len(new)
+        return found
 
     async def _save_imip_state(self, problems: Sequence[str]) -> None:
         """Record that a mailed invitation was taken."""
@@ -181,7 +221,7 @@ class _Handler:
         data = envelope.original_content or envelope.content
         message = data if isinstance(data, bytes) else str(data).encode()
         try:
-            outcome = await self._inbox.receive(message)
+            outcome = await self._inbox.receive(message, envelope.mail_from)
         except InvalidCalendar as exc:
             log.info("iMIP from %s refused: %s", envelope.mail_from, exc.reason)
             return _reply("550 5.6.0", f"not a usable invitation: {exc.reason}")

@@ -86,6 +86,13 @@ class SyncReport:
     problems: tuple[str, ...]
 
 
+def unreadable(exc: Exception) -> str:
+    """Why a calendar object could not be read, for an admin."""
+    if isinstance(exc, InvalidCalendar):
+        return exc.reason
+    return f"unreadable ({type(exc).__name__}: {exc})"[:300]
+
+
 def occurrence_json(occ: StoredOccurrence) -> dict[str, Any]:
     """An occurrence as `chimebot calendar occurrences --json` and the API list it."""
     return {
@@ -195,10 +202,16 @@ class Calendars:
                 await self._save_state(name, source, problems=None)
                 raise
             except Exception as exc:  # a library bug must not end the loop; the state says what failed
-                log.exception("calendar %s: unexpected error", name)
                 await self._save_state(name, source, problems=None)
-                raise SourceError(f"unexpected {type(exc).__name__}: {exc}") from exc
-            report = await self._apply(name, self._decls[name].time_zone, changes)
+                # The source's own (redacted) account of the error: the exception may hold a password.
+                raise SourceError(source.state.last_error or type(exc).__name__) from None
+            try:
+                report = await self._apply(name, self._decls[name].time_zone, changes)
+            except Exception:
+                # The source's sync state already moved past these changes: go back to the last
+                # stored state, so that the next poll reports them again instead of losing them.
+                await self._rewind(name)
+                raise
             await self._save_state(name, source, problems=report.problems)
         if report.changed or report.deleted or report.cancelled:
             log.info(
@@ -212,6 +225,19 @@ class Calendars:
         for problem in report.problems:
             log.warning("calendar %s: skipped: %s", name, problem)
         return report
+
+    async def _rewind(self, name: str) -> None:
+        """Replace a source by one continuing from its last stored sync state (or starting over)."""
+        async with self._store.read() as conn:
+            row = {row.name: row for row in await qc.sources(conn)}.get(name)
+        await self._sources[name].close()
+        source = self._make(self._decls[name])
+        if row is not None and row.snapshot is not None:
+            try:
+                source.restore(row.snapshot)
+            except ValueError:
+                source = self._make(self._decls[name])
+        self._sources[name] = source
 
     async def status(self) -> list[CalendarStatus]:
         """Every configured calendar (and the iMIP inbox, when it listens or has been used)."""
@@ -279,7 +305,7 @@ class Calendars:
         now = self._clock.now()
         return now - self._grace, now + self._lookahead
 
-    def _mentions_domain(self, data: bytes) -> bool:
+    def mentions_domain(self, data: bytes) -> bool:
         """Whether an object may invite a meeting address (a cheap test before parsing it)."""
         return self._domain in _FOLD.sub(b"", data).lower()
 
@@ -302,7 +328,9 @@ class Calendars:
         )
         if texts or changes.full:
             self._windowed[name] = now
-        deleted_uids = [uid for href in changes.deleted for uid in kept.get(href, ())]
+        # An object that moved to another href in the same sync is still there under its new name.
+        still = {occ.uid for occ in found} | {uid for _, object_uids, _ in keep for uid in object_uids}
+        deleted_uids = [uid for href in changes.deleted for uid in kept.get(href, ()) if uid not in still]
         result = await self._scheduler.apply(
             name, found, complete=True, window=(start, end), uids=None if changes.full else sorted(uids)
         )
@@ -334,15 +362,15 @@ class Calendars:
         keep: list[tuple[str, list[str], str]] = []
         forget: list[str] = []
         for href, data in changed.items():
-            if not self._mentions_domain(data):
+            if not self.mentions_domain(data):
                 uids.update(kept.get(href, ()))  # its meetings, if it had any, are gone
                 if href in kept:
                     forget.append(href)
                 continue
             try:
                 result = interpret(data, self._addresses, start=start, end=end, default_zone=zone)
-            except InvalidCalendar as exc:
-                problems.append(f"{href}: {exc.reason}")
+            except Exception as exc:  # malformed objects are skipped and reported, never fatal (SPEC §5)
+                problems.append(f"{href}: {unreadable(exc)}")
                 if href not in texts:
                     continue  # an incremental sync leaves its UIDs alone: the last version stays in force
                 # A complete sync cancels what it does not see: read the last readable version instead.
@@ -361,8 +389,8 @@ class Calendars:
                 continue
             try:
                 result = interpret(text.encode(), self._addresses, start=start, end=end, default_zone=zone)
-            except InvalidCalendar as exc:  # it was readable when kept; leave its occurrences alone
-                problems.append(f"{href}: {exc.reason}")
+            except Exception as exc:  # it was readable when kept; leave its occurrences alone
+                problems.append(f"{href}: {unreadable(exc)}")
                 continue
             found.extend(result.occurrences)
             uids.update(result.uids)
