@@ -38,3 +38,6 @@ def configure_logging(level: str) -> None:
     handler.addFilter(RedactSecrets())
     logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step is noise
+    # One line per alarm set (thousands after each sync) and per SMTP command: chimebot logs what matters.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
