@@ -148,16 +148,8 @@ class Calendars:
         self._session = aiohttp.ClientSession()
         async with self._store.read() as conn:
             stored = {row.name: row for row in await qc.sources(conn)}
-        for name, decl in self._decls.items():
-            source = self._make(decl)
-            row = stored.get(name)
-            if row is not None and row.snapshot is not None:
-                try:
-                    source.restore(row.snapshot)
-                except ValueError as exc:  # the calendar's kind or URL changed: start over
-                    log.info("calendar %s: starting a full sync (%s)", name, exc)
-                    source = self._make(decl)
-            self._sources[name] = source
+        for name in self._decls:
+            self._sources[name] = self._resume(name, stored.get(name))
 
     async def start(self) -> None:
         """Open the sources and poll each on its own task."""
@@ -231,13 +223,18 @@ class Calendars:
         async with self._store.read() as conn:
             row = {row.name: row for row in await qc.sources(conn)}.get(name)
         await self._sources[name].close()
+        self._sources[name] = self._resume(name, row)
+
+    def _resume(self, name: str, row: qc.SourceRow | None) -> Source:
+        """A new source for a calendar, continuing from its stored sync state when there is a usable one."""
         source = self._make(self._decls[name])
         if row is not None and row.snapshot is not None:
             try:
                 source.restore(row.snapshot)
-            except ValueError:
+            except ValueError as exc:  # the calendar's kind or URL changed: start over
+                log.info("calendar %s: starting a full sync (%s)", name, exc)
                 source = self._make(self._decls[name])
-        self._sources[name] = source
+        return source
 
     async def status(self) -> list[CalendarStatus]:
         """Every configured calendar (and the iMIP inbox, when it listens or has been used)."""
