@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 import weakref
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from aiohttp.web_request import BaseRequest
 
 from chimebot.clock import Clock
 from chimebot.config import Config
-from chimebot.http import SERVICES, admin, api, audit, calendars, hooks, pages, stream, usage
+from chimebot.http import SERVICES, admin, api, audit, bots, calendars, hooks, pages, stream, usage
 from chimebot.http.audit import audit_middleware
 from chimebot.http.errors import error_middleware
 from chimebot.services import Services, build_services
@@ -56,6 +59,7 @@ def app_for(services: Services) -> web.Application:
     app.add_routes(audit.routes)
     app.add_routes(usage.routes)
     app.add_routes(calendars.routes)
+    app.add_routes(bots.routes)
     app.add_routes(hooks.routes)
     app.add_routes(stream.routes)
     app[stream.OPEN_STREAMS] = weakref.WeakSet()
@@ -71,6 +75,7 @@ async def _start(app: web.Application) -> None:
     link = await services.bootstrap()
     await services.apply_config()
     await services.start_scheduling()
+    _reload_on_sighup(services)
     if link:
         # Printed, not logged: the link is a credential and logs are kept and shipped.
         boot = services.config.bootstrap
@@ -80,6 +85,24 @@ async def _start(app: web.Application) -> None:
             f"  {link}",
             flush=True,
         )
+
+
+def _reload_on_sighup(services: Services) -> None:
+    """Re-read the config file on SIGHUP (rooms, webhooks and bots); only a server from a file does."""
+    if not os.path.isfile(services.config.source):
+        return
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[bool]] = set()  # held, so a reload is not collected mid-way
+
+    def reload() -> None:
+        task = loop.create_task(services.reload(), name="chimebot-reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
+        logging.getLogger(__name__).info("SIGHUP reload is not available on this platform")
 
 
 async def _stop(app: web.Application) -> None:

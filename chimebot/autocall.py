@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chimebot.bus import MEETING_STARTED
 from chimebot.clock import Clock
 from chimebot.mail import DeliveryFailed, Mailer, compose
 from chimebot.models import Sender, User, iso
@@ -104,6 +105,7 @@ class AutoCall:
         known = {user.email for user in found}
         topic = occ.summary.strip() or "Meeting"
         now = self._clock.now()
+        calendar_rooms = await self._calendar_room_ids(occ.source)
 
         async def change(conn: AsyncConnection) -> tuple[str, list[EventDraft]]:
             await qm.activate(
@@ -118,6 +120,15 @@ class AutoCall:
             )
             room, events = await self._rooms.room_with(conn, organizer, f"Meeting {meeting_id}", callees)
             ring = self._ring(occ, meeting_id, topic, room.id)
+            started = {
+                "meeting_id": meeting_id,
+                "topic": topic,
+                "start_at": iso(occ.start),
+                "organizer": organizer.email,
+                "join_url": ring.get("join_url"),
+            }
+            for target in [room.id, *calendar_rooms]:  # for clients, and for bots of these rooms
+                events.append(EventDraft(target, MEETING_STARTED, now, payload=started | {"room_id": target}))
             for user in callees:
                 payload = ring | {"user_id": user.id, "muted": user.do_not_disturb}
                 events.append(
@@ -129,7 +140,7 @@ class AutoCall:
         instructions = self._texts.instructions(
             meeting_id=meeting_id, topic=topic, start=occ.start, organizer=occ.organizer
         )
-        for target in [room_id, *await self._calendar_room_ids(occ.source)]:
+        for target in [room_id, *calendar_rooms]:
             await self._rooms.post(target, SCHEDULER, instructions, "markdown")
         outsiders = [address for address in occ.attendees if address not in known]
         for address in outsiders:

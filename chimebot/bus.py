@@ -26,6 +26,7 @@ MEMBER_JOINED = "member.joined"
 MEMBER_LEFT = "member.left"
 MESSAGE_CREATED = "message.created"
 MEMBER_UPDATED = "member.updated"
+MEETING_STARTED = "meeting.started"  # a calendar meeting started; in its chat room and calendar rooms
 
 
 def event_frame(

@@ -54,6 +54,8 @@ class Feed:
         self._doorbell = doorbell
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Told the newest id whenever the log grew (the bot router follows the log on its own).
+        self.listeners: list[Callable[[int], None]] = []
 
     async def start(self) -> None:
         """Begin after the newest event in the log, and start following it."""
@@ -82,10 +84,16 @@ class Feed:
             self._wake.set()
         if self._doorbell is not None:
             self._doorbell.ring(ids[-1])
+        self._tell(ids[-1])
 
     def _on_ring(self, event_id: int) -> None:
         if event_id > self._bus.high:
             self._wake.set()
+        self._tell(event_id)
+
+    def _tell(self, event_id: int) -> None:
+        for listener in self.listeners:
+            listener(event_id)
 
     async def _follow(self) -> None:
         while True:

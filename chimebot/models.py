@@ -133,6 +133,7 @@ class Member:
     display_name: str
     is_admin: bool
     joined_at: datetime
+    kind: Literal["user", "bot"] = "user"  # a bot's user_id is "bot:<name>" and its email its address
 
     def to_json(self) -> dict[str, Any]:
         """The membership as the API shows it."""
@@ -143,6 +144,7 @@ class Member:
             "display_name": self.display_name,
             "is_admin": self.is_admin,
             "joined_at": iso(self.joined_at),
+            "kind": self.kind,
         }
 
 
@@ -197,3 +199,78 @@ def message_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "mentions": json.loads(mentions) if mentions else None,
         "created_at": iso(row["created_at"]),
     }
+
+
+BOT_ID_PREFIX = "bot:"  # a bot's member id in a room: "bot:<name>", beside users' ids
+BOT_ADDRESS_SUFFIX = "-chimebot"
+
+
+def bot_address(name: str, domain: str) -> str:
+    """A bot's address: ``<name>-chimebot@<domain>``."""
+    return f"{name}{BOT_ADDRESS_SUFFIX}@{domain}"
+
+
+def bot_name_of(address: str, domain: str) -> str | None:
+    """The bot name in a bot address of this domain (any case), else None."""
+    local, _, host = address.strip().lower().rpartition("@")
+    if host != domain.lower() or not local.endswith(BOT_ADDRESS_SUFFIX):
+        return None
+    return local[: -len(BOT_ADDRESS_SUFFIX)] or None
+
+
+@dataclass(frozen=True, slots=True)
+class Bot:
+    """A chat-room bot the config declares, with its verification and delivery state."""
+
+    name: str
+    display_name: str
+    kind: Literal["http", "builtin"]
+    endpoint: str | None
+    events: tuple[str, ...]
+    signing: str
+    timeout_seconds: float
+    digest: str
+    enabled: bool
+    disabled_reason: str | None
+    verified_at: datetime | None
+    verify_error: str | None
+
+    @property
+    def member_id(self) -> str:
+        """The id the bot has among a room's members."""
+        return BOT_ID_PREFIX + self.name
+
+    @property
+    def ready(self) -> bool:
+        """Whether events go to it: enabled, and verified (its endpoint answered, or its class loaded)."""
+        return self.enabled and self.verified_at is not None
+
+    @property
+    def status(self) -> str:
+        """One word for people: disabled, unverified or ready."""
+        if not self.enabled:
+            return "disabled"
+        return "ready" if self.ready else "unverified"
+
+    def to_json(self, address: str, *, admin: bool = False) -> dict[str, Any]:
+        """The bot as the API shows it; administrators also see its endpoint and why it is not ready."""
+        shown: dict[str, Any] = {
+            "name": self.name,
+            "display_name": self.display_name,
+            "address": address,
+            "member_id": self.member_id,
+            "kind": self.kind,
+            "events": list(self.events),
+            "status": self.status,
+            "enabled": self.enabled,
+            "verified_at": iso(self.verified_at) if self.verified_at else None,
+        }
+        if admin:
+            shown |= {
+                "endpoint": self.endpoint,
+                "signing": self.signing,
+                "timeout_seconds": self.timeout_seconds,
+                "disabled_reason": self.disabled_reason,
+                "verify_error": self.verify_error,
+            }
+        return shown

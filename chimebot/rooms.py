@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -16,9 +17,21 @@ from chimebot.bus import MEMBER_JOINED, MEMBER_LEFT, MEMBER_UPDATED, MESSAGE_CRE
 from chimebot.clock import Clock
 from chimebot.errors import Conflict, Forbidden, Invalid, NotFound
 from chimebot.ids import new_id
-from chimebot.models import Member, MessageFormat, Room, Sender, User, message_json
+from chimebot.models import (
+    BOT_ID_PREFIX,
+    Bot,
+    Member,
+    MessageFormat,
+    Room,
+    Sender,
+    User,
+    bot_address,
+    bot_name_of,
+    message_json,
+)
 from chimebot.store import Store
 from chimebot.store import accounts as qa
+from chimebot.store import bots as qb
 from chimebot.store import messages as qm
 from chimebot.store import rooms as q
 from chimebot.store.batches import GuardFailed
@@ -53,9 +66,10 @@ def _check_name(name: Any) -> str:
 class Rooms:
     """Room membership rules and messages."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, bot_domain: str = "localhost") -> None:
         self._store = store
         self._clock = clock
+        self._bot_domain = bot_domain  # bots are members with the address <name>-chimebot@<domain>
 
     # -- rooms -----------------------------------------------------------------------------------
 
@@ -115,13 +129,16 @@ class Rooms:
         """List a room's members."""
         async with self._store.read() as conn:
             await self._access(conn, actor, room_id)
-            return await q.members(conn, room_id)
+            return await self._everyone(conn, room_id)
 
     async def add_member(self, actor: User, room_id: str, email: str, *, is_admin: bool = False) -> Member:
-        """Add a user of the same account to a room (room administrators only)."""
+        """Add a user of the same account, or a bot by its address, to a room (room administrators only)."""
+        bot_name = bot_name_of(email, self._bot_domain)
 
         async def change(conn: AsyncConnection) -> tuple[Member, list[EventDraft]]:
             await self._access(conn, actor, room_id, admin=True, lock=True)
+            if bot_name is not None:
+                return await self._add_bot(conn, actor, room_id, bot_name, is_admin)
             user = await qa.user_by_email(conn, email)
             if user is None or user.account_id != actor.account_id:
                 raise NotFound(f"no user of this account has the address {email!r}")
@@ -139,6 +156,8 @@ class Rooms:
 
         async def change(conn: AsyncConnection) -> tuple[Member, list[EventDraft]]:
             await self._access(conn, actor, room_id, admin=True, lock=True)
+            if user_id.startswith(BOT_ID_PREFIX):
+                raise Invalid("a bot cannot be a room administrator")
             member = await self._member(conn, room_id, user_id)
             if member.is_admin and not is_admin and await q.count_admins(conn, room_id) == 1:
                 raise Conflict(
@@ -155,6 +174,8 @@ class Rooms:
 
         async def change(conn: AsyncConnection) -> tuple[None, list[EventDraft]]:
             await self._access(conn, actor, room_id, admin=user_id != actor.id, lock=True)
+            if user_id.startswith(BOT_ID_PREFIX):
+                return None, [await self.remove_bot(conn, room_id, user_id[len(BOT_ID_PREFIX) :], actor.id)]
             member = await self._member(conn, room_id, user_id)
             if member.is_admin and await q.count_admins(conn, room_id) == 1:
                 raise Conflict("the last administrator cannot leave the room; make another member one first")
@@ -223,7 +244,7 @@ class Rooms:
         found = mentions.NOBODY
         if tokens:
             async with self._store.read() as conn:
-                members = await q.members(conn, room_id)
+                members = await self._everyone(conn, room_id)
             found = mentions.resolve(tokens, members)
             if (
                 broadcast_limit is not None
@@ -267,6 +288,58 @@ class Rooms:
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1]["seq"]) if len(rows) > limit else None
         return [message_json(r) for r in page], next_cursor
+
+    # -- bots ------------------------------------------------------------------------------------
+
+    def bot_member(self, bot: Bot, room_id: str, joined_at: datetime) -> Member:
+        """A bot as a member of a room."""
+        address = bot_address(bot.name, self._bot_domain)
+        return Member(room_id, bot.member_id, address, bot.display_name, False, joined_at, kind="bot")
+
+    async def join_bot(
+        self, conn: AsyncConnection, room_id: str, bot: Bot, added_by: str | None
+    ) -> EventDraft | None:
+        """Inside a caller's change: put a bot in a room (None if it is there already)."""
+        if await qb.joined_at(conn, room_id, bot.name) is not None:
+            return None
+        now = self._clock.now()
+        await qb.add_to_room(conn, room_id, bot.name, added_by, now)
+        payload = self.bot_member(bot, room_id, now).to_json() | {"added_by": added_by}
+        return EventDraft(room_id, MEMBER_JOINED, now, payload=payload)
+
+    async def remove_bot(self, conn: AsyncConnection, room_id: str, name: str, removed_by: str) -> EventDraft:
+        """Inside a caller's change: take a bot out of a room."""
+        if not await qb.remove_from_room(conn, room_id, name):
+            raise NotFound(f"the bot {name!r} is not a member of this room")
+        payload = {
+            "room_id": room_id,
+            "user_id": BOT_ID_PREFIX + name,
+            "removed_by": removed_by,
+            "kind": "bot",
+        }
+        return EventDraft(room_id, MEMBER_LEFT, self._clock.now(), payload=payload)
+
+    async def _add_bot(
+        self, conn: AsyncConnection, actor: User, room_id: str, name: str, is_admin: bool
+    ) -> tuple[Member, list[EventDraft]]:
+        if is_admin:
+            raise Invalid("a bot cannot be a room administrator")
+        bot = await qb.bot(conn, name)
+        if bot is None:
+            raise NotFound(f"no bot is named {name!r}; GET /api/v1/bots lists them")
+        if not bot.enabled:
+            raise Conflict(
+                f"the bot {bot.display_name} is disabled: {bot.disabled_reason or 'by the config'}"
+            )
+        event = await self.join_bot(conn, room_id, bot, actor.id)
+        if event is None:
+            raise Conflict(f"{bot_address(name, self._bot_domain)} is already a member of this room")
+        return self.bot_member(bot, room_id, event.created_at), [event]
+
+    async def _everyone(self, conn: AsyncConnection, room_id: str) -> list[Member]:
+        """A room's people, then its bots."""
+        people = await q.members(conn, room_id)
+        return people + [self.bot_member(b, room_id, at) for b, at in await qb.bots_in_room(conn, room_id)]
 
     # -- internals -------------------------------------------------------------------------------
 

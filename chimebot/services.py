@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import redis.asyncio as aioredis
 from chimebot.accounts import Accounts
 from chimebot.audit import Audit, Entry
 from chimebot.autocall import AutoCall
+from chimebot.bots import Bots
 from chimebot.bus import Bus
 from chimebot.clock import Clock, SystemClock
 from chimebot.cluster import RedisDoorbell, RedisTokenBuckets
-from chimebot.config import Config
+from chimebot.config import Config, ConfigError, load_config
 from chimebot.feed import Feed
 from chimebot.imip import ImipInbox, ImipListener
 from chimebot.incoming import IncomingWebhooks
@@ -31,6 +33,10 @@ from chimebot.texts import MeetingTexts, load_texts
 from chimebot.usage import Usage
 from chimebot.users import Users
 from chimebot.watch import Calendars
+
+log = logging.getLogger(__name__)
+
+RELOADED = {"source", "rooms", "bots"}  # what a reload applies; the rest is read once, at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +64,14 @@ class Services:
     autocall: AutoCall
     calendars: Calendars
     imip: ImipListener
+    bots: Bots
     redis: aioredis.Redis | None
 
     async def start(self) -> None:
         """Migrate the database and start background work."""
         await self.store.migrate()
         await self.store.start()
+        await self.bots.prepare()
         await self.feed.start()
 
     async def start_scheduling(self) -> None:
@@ -71,6 +79,7 @@ class Services:
         await self.scheduler.start()
         await self.calendars.start()
         await self.imip.start()
+        await self.bots.start()
 
     async def bootstrap(self) -> str | None:
         """Create the first account on an empty database and return its sign-in link, else None."""
@@ -89,24 +98,53 @@ class Services:
         await self.audit.record(bootstrap)
         return await self.signin.signin_link(admin)
 
-    async def apply_config(self) -> None:
-        """Apply the rooms and webhooks the config declares (the server does, at start; not the CLI,
-        which often runs without the config file and would take that as "declare nothing")."""
+    async def apply_config(self, config: Config | None = None) -> None:
+        """Apply the rooms, webhooks and bots the config declares (the server does, at start and on
+        reload; not the CLI, which often runs without the config file and would take that as
+        "declare nothing")."""
+        config = config or self.config
         async with self.store.exclusive(STARTUP_LOCK):
             owner = await self.accounts.operator()
-            changes = await self.incoming.apply_declarations(owner, self.config.rooms)
-        for change in changes:
-            await self.audit.record(
-                Entry(
-                    actor="config",
-                    source="config",
-                    action="config.webhooks.apply",
-                    outcome="ok",
-                    account_id=owner.account_id,
-                    target=self.config.source,
-                    detail=change,
+            hooks = await self.incoming.apply_declarations(owner, config.rooms)
+            bots = await self.bots.apply(config.bots, owner)
+        for action, changes in (("config.webhooks.apply", hooks), ("config.bots.apply", bots)):
+            for change in changes:
+                await self.audit.record(
+                    Entry(
+                        actor="config",
+                        source="config",
+                        action=action,
+                        outcome="ok",
+                        account_id=owner.account_id,
+                        target=config.source,
+                        detail=change,
+                    )
                 )
-            )
+
+    async def reload(self) -> bool:
+        """Read the config file again and apply its rooms, webhooks and bots (on SIGHUP).
+
+        Other sections need a restart; a file with errors changes nothing. Returns whether it applied.
+        """
+        source = self.config.source
+        entry = Entry(actor="config", source="config", action="config.reload", outcome="ok", target=source)
+        try:
+            fresh = load_config(source)
+        except ConfigError as exc:
+            log.error("config reload: %s is not valid, nothing changed:\n%s", source, exc)
+            await self.audit.record(replace(entry, outcome="refused", detail=str(exc)[:2000]))
+            return False
+        await self.apply_config(fresh)
+        kept = [
+            f.name
+            for f in fields(fresh)
+            if f.name not in RELOADED and getattr(fresh, f.name) != getattr(self.config, f.name)
+        ]
+        if kept:
+            log.warning("config reload: changes to %s take effect at the next restart", ", ".join(kept))
+        await self.audit.record(entry)
+        log.info("config reload: applied rooms, webhooks and bots from %s", source)
+        return True
 
     async def health(self) -> None:
         """Raise if this node cannot serve (its database does not answer)."""
@@ -114,6 +152,7 @@ class Services:
 
     async def close(self) -> None:
         """Finish queued writes (and announce them), then release connections."""
+        await self.bots.stop()
         await self.imip.stop()
         await self.calendars.stop()
         await self.scheduler.stop()  # waits for calls already claimed
@@ -145,7 +184,9 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
     doorbell = None if redis is None else RedisDoorbell(redis, config.redis.prefix)
     feed = Feed(store, bus, poll_seconds=config.stream.poll_seconds, doorbell=doorbell)
     store.writer.on_commit = feed.on_commit
-    rooms = Rooms(store, clock)
+    rooms = Rooms(store, clock, config.meeting_domain)
+    bots = Bots(config, store, clock, rooms)
+    feed.listeners.append(bots.router.wake)
     usage = Usage(store, clock, config.billing)
     accounts = Accounts(store, clock, config.bootstrap, config.accounts)
     audit = Audit(store, clock)
@@ -215,5 +256,6 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
         autocall=autocall,
         calendars=calendars,
         imip=ImipListener(config, ImipInbox(config, store, scheduler, clock, calendars), calendars),
+        bots=bots,
         redis=redis,
     )

@@ -1,5 +1,6 @@
 """The ``chimebot`` command: serve, migrate, check-config, tokens, rooms, webhooks and ``admin`` actions
-(account administration lives in ``chimebot.cli.accounts``, calendars in ``cli.calendar_commands``)."""
+(account administration lives in ``chimebot.cli.accounts``, calendars in ``cli.calendar_commands``,
+bots in ``cli.bot_commands``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from chimebot import __version__
 from chimebot.audit import Entry
-from chimebot.cli import accounts, calendar_commands
+from chimebot.cli import accounts, bot_commands, calendar_commands
 from chimebot.cli.accounts import Command
 from chimebot.config import Config, ConfigError, load_config
 from chimebot.errors import DomainError
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     accounts.add_commands(admin, command)
     calendar_commands.add_commands(sub, command)
+    bot_commands.add_commands(sub, command)
 
     hook = sub.add_parser("webhook", help="incoming webhooks").add_subparsers(dest="action", required=True)
     p = command("create", "create a webhook in a room (by id or name)", hook)
@@ -299,6 +301,7 @@ async def _migrate(svc: Services, args: argparse.Namespace) -> None:
 _COMMANDS: dict[tuple[str, str | None], Command] = (
     accounts.COMMANDS
     | calendar_commands.COMMANDS
+    | bot_commands.COMMANDS
     | {
         ("migrate", None): _migrate,
         ("token", "create"): _token_create,
@@ -312,4 +315,10 @@ _COMMANDS: dict[tuple[str, str | None], Command] = (
 )
 
 # Commands that change nothing, so they are not written to the audit log.
-_READ_ONLY = {_migrate, _webhook_list, *accounts.READ_ONLY, *calendar_commands.READ_ONLY}
+_READ_ONLY = {
+    _migrate,
+    _webhook_list,
+    *accounts.READ_ONLY,
+    *calendar_commands.READ_ONLY,
+    *bot_commands.READ_ONLY,
+}

@@ -24,7 +24,7 @@ CALLER = web.RequestKey("caller", User)
 
 AdminHandler = Callable[[web.Request, User], Awaitable[web.StreamResponse]]
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_ID = re.compile(r"[A-Za-z0-9_:-]{1,128}")  # ":" for bots among members: "bot:<name>"
 
 
 def path_id(request: web.Request, name: str) -> str:

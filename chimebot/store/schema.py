@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -313,4 +314,83 @@ calendar_objects = Table(
     Column("uids", Text(), nullable=False),  # JSON list of the UIDs in the object
     Column("data", Text(), nullable=False),  # the iCalendar text
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The bots the config declares. They are never deleted: one removed from the config stays listed,
+# disabled, so that its rooms and deliveries keep their meaning.
+bots = Table(
+    "bots",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("display_name", String(100), nullable=False),
+    Column("kind", String(10), nullable=False),  # http | builtin
+    Column("endpoint", Text(), nullable=True),  # the URL, or the entry-point name of a built-in bot
+    Column("events", Text(), nullable=False),  # JSON list of the event types it receives
+    Column("signing", String(20), nullable=False),  # chime | standard-webhooks
+    Column("timeout_seconds", Float(), nullable=False),
+    # SHA-256 over endpoint, signing and secret: a change means the endpoint must be verified again.
+    Column("digest", String(64), nullable=False),
+    Column("enabled", Boolean(), nullable=False),
+    Column("disabled_reason", Text(), nullable=True),  # why it is disabled: the config, or a 410
+    Column("verified_at", UTCDateTime(), nullable=True),
+    Column("verify_error", Text(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Bots in rooms: room administrators add and remove them like members.
+room_bots = Table(
+    "room_bots",
+    metadata,
+    Column("room_id", String(36), ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("bot_name", String(40), ForeignKey("bots.name"), primary_key=True),
+    Column("added_by", String(36), nullable=True),  # the user, or None for the config
+    Column("joined_at", UTCDateTime(), nullable=False),
+    Index("ix_room_bots_bot", "bot_name"),
+)
+
+# Events on their way to bots. The event log is written in the same transaction as the message
+# that caused an event; the bot router turns log entries into rows here under `log_cursors`, in one
+# transaction, so none is lost or doubled. A row is sent when it is the oldest unfinished one of its
+# bot and room, which keeps each room's order for each bot.
+bot_deliveries = Table(
+    "bot_deliveries",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("bot_name", String(40), nullable=False),
+    Column("room_id", String(36), nullable=False),
+    Column("event_type", String(20), nullable=False),  # Invite | Mention | Remove | Message | MeetingStarted
+    Column("event_id", BigInteger(), nullable=True),  # the log entry it came from
+    Column("payload", Text(), nullable=False),  # the event's JSON, without its short-lived endpoint
+    Column("status", String(10), nullable=False),  # pending | sending | delivered | failed
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_until", UTCDateTime(), nullable=True),  # a sending row whose node died is retried after
+    Column("first_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_attempt_at", UTCDateTime(), nullable=True),
+    Column("last_status", Integer(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("last_response", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("bot_name", "event_id", "event_type", name="uq_bot_deliveries_event"),
+    Index("ix_bot_deliveries_queue", "status", "bot_name", "room_id", "id"),
+    Index("ix_bot_deliveries_bot", "bot_name", "id"),
+    sqlite_autoincrement=True,
+)
+
+# How far a reader of the event log has got (the bot router), kept across restarts.
+log_cursors = Table(
+    "log_cursors",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("position", BigInteger(), nullable=False),
+)
+
+# Keys this server made for itself, shared by its nodes (e.g. the one signing bots' reply URLs).
+server_keys = Table(
+    "server_keys",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

@@ -1,0 +1,126 @@
+"""The bot router: reads the event log and queues deliveries for bots, once each, across restarts.
+
+The event log is the outbox of the transactional-outbox pattern: every message, join and departure
+is written to it in the same transaction as the change itself, so nothing a client was told is
+committed can be missing from it. The router follows the log from a position kept in the database
+(``log_cursors``) and, in one transaction, inserts the deliveries for a page of entries and moves the
+position past them. A crash before that commit leaves the page to be read again; after it, the page
+is done. Nodes that read the same page race on the position (a conditional UPDATE) and only one wins.
+Writing nothing on the message path keeps webhooks as fast as before bots existed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy.engine import RowMapping
+
+from chimebot.bots.events import Directory, Plan, bot_of, plan
+from chimebot.clock import Clock
+from chimebot.store import Store
+from chimebot.store import bots as qb
+from chimebot.store import messages as qm
+
+log = logging.getLogger(__name__)
+
+CURSOR = "bots"
+PAGE = 500
+
+# Called after each committed page: (the plan) -> None; tells senders about disabled bots, wakes the worker.
+OnPlanned = Callable[[Plan], Awaitable[None]]
+
+
+class Router:
+    """Follows the event log and turns its entries into queued deliveries."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        domain: str,
+        system_address: str,
+        poll_seconds: float,
+        on_planned: OnPlanned,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._domain = domain
+        self._system = system_address
+        self._poll = poll_seconds
+        self._on_planned = on_planned
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def place(self) -> None:
+        """On a database that never had a router, start after the newest entry (bots get no history)."""
+        async with self._store.transaction() as conn:
+            await qb.start_cursor(conn, CURSOR, await qm.last_event_id(conn))
+
+    def start(self) -> None:
+        """Start following the log."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._follow(), name="chimebot-bot-router")
+
+    async def stop(self) -> None:
+        """Stop following the log (a page being committed is finished or rolled back, never half)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self, _newest: int = 0) -> None:
+        """Tell the router that the log grew."""
+        self._wake.set()
+
+    async def _follow(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+            try:
+                while await self.route() == PAGE:
+                    pass
+            except Exception as exc:  # the database may be away; the next round reads the same page
+                log.warning("routing events to bots failed: %s", exc)
+                await asyncio.sleep(min(self._poll, 1.0))
+
+    async def route(self) -> int:
+        """Queue the deliveries of the next page of the log; return how many entries it had."""
+        async with self._store.snapshot() as conn:
+            position = await qb.cursor(conn, CURSOR)
+            if position is None:
+                return 0
+            rows = await qm.events_since(conn, position, limit=PAGE)
+            if not rows:
+                return 0
+            rooms = await qb.bots_by_room(conn, {r["event_room_id"] for r in rows})
+            if not rooms and not any(bot_of(r) for r in rows):  # no bot anywhere near: just move on
+                directory = None
+            else:
+                bots = {b.name: b for b in await qb.all_bots(conn)}
+                directory = Directory(
+                    bots, rooms, await qb.addresses_of(conn, _people(rows)), self._domain, self._system
+                )
+        planned = plan(rows, directory, self._clock.now()) if directory else Plan()
+        async with self._store.transaction() as conn:
+            if not await qb.advance_cursor(conn, CURSOR, position, rows[-1]["event_id"]):
+                return PAGE  # another node routed this page first; read on from where it left off
+            await qb.insert_deliveries(conn, planned.deliveries)
+        await self._on_planned(planned)
+        return len(rows)
+
+
+def _people(rows: Sequence[RowMapping]) -> set[str]:
+    """The users whose addresses the page's events need: message senders, who added or removed bots."""
+    ids = {r["sender_id"] for r in rows if r["sender_kind"] == "user"}
+    for r in rows:
+        if bot_of(r) is not None:
+            payload = json.loads(r["payload"])
+            ids.update(v for v in (payload.get("added_by"), payload.get("removed_by")) if v)
+    return ids

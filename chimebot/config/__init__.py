@@ -1,0 +1,198 @@
+"""TOML config -> frozen, fully validated dataclasses (ARCHITECTURE rule 4: config is data).
+
+``reading`` holds the machinery (key declarations, checks, problems that name the file and key),
+``sections`` one dataclass per table of the file; this module the whole ``Config`` and its loading.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from chimebot.config.reading import ConfigError, Problems, bounded_name, build, got
+from chimebot.config.sections import (
+    BOT_EVENTS,
+    IMIP_SOURCE,
+    AccountsConfig,
+    BillingConfig,
+    BootstrapConfig,
+    BotDecl,
+    CalendarDecl,
+    DatabaseConfig,
+    DeliveryConfig,
+    DialInNumber,
+    ImipConfig,
+    LoggingConfig,
+    MeetingsConfig,
+    RedisConfig,
+    RoomDecl,
+    SchedulerConfig,
+    ServerConfig,
+    SmtpConfig,
+    StreamConfig,
+    WebhookDecl,
+    WebhooksConfig,
+)
+
+DEFAULT_SOURCE = "<defaults>"
+
+__all__ = [
+    "BOT_EVENTS",
+    "DEFAULT_SOURCE",
+    "IMIP_SOURCE",
+    "AccountsConfig",
+    "BillingConfig",
+    "BootstrapConfig",
+    "BotDecl",
+    "CalendarDecl",
+    "Config",
+    "ConfigError",
+    "DatabaseConfig",
+    "DeliveryConfig",
+    "DialInNumber",
+    "ImipConfig",
+    "LoggingConfig",
+    "MeetingsConfig",
+    "RedisConfig",
+    "RoomDecl",
+    "SchedulerConfig",
+    "ServerConfig",
+    "SmtpConfig",
+    "StreamConfig",
+    "WebhookDecl",
+    "WebhooksConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    source: str  # the file it came from, or "<defaults>"; not a TOML key
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    meetings: MeetingsConfig = field(default_factory=MeetingsConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    imip: ImipConfig = field(default_factory=ImipConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    rooms: tuple[RoomDecl, ...] = ()
+    calendars: tuple[CalendarDecl, ...] = ()
+    bots: tuple[BotDecl, ...] = ()
+
+    @property
+    def meeting_domain(self) -> str:
+        """The domain of the meeting addresses: `[meetings] address_domain`, else the public URL's host."""
+        return self.meetings.address_domain or (urlsplit(self.server.base_url).hostname or "localhost")
+
+
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file; None gives all defaults. env defaults to os.environ."""
+    if path is None:
+        return parse_config({}, env=env)
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: file not found"]) from None
+    except OSError as e:
+        raise ConfigError([f"{source}: cannot read file: {e.strerror or e}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{source}: not valid UTF-8 at byte {e.start}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{source}: invalid TOML: {e}"]) from None
+    return parse_config(data, source, env)
+
+
+def parse_config(data: dict, source: str = DEFAULT_SOURCE, env: Mapping[str, str] | None = None) -> Config:
+    """Validate an already-parsed TOML dict (source names the file in errors)."""
+    problems = Problems(source, os.environ if env is None else env)
+    config = build(Config, data, "", problems, source=source)
+    _cross_check(config, problems)
+    if problems.errors:
+        raise ConfigError(problems.errors)
+    return config
+
+
+def _cross_check(config: Config, problems: Problems) -> None:
+    """Rules that span keys: unique room names and webhook ids, webhook names and count per room."""
+    limit = config.webhooks.max_per_room
+    room_names: dict[str, str] = {}
+    hook_ids: dict[str, str] = {}  # ids become URLs, so they are unique server-wide
+    for i, room in enumerate(config.rooms):
+        if not isinstance(room, RoomDecl):
+            continue  # not a table; already reported
+        problems.unique(room_names, room.name, f"rooms[{i}].name", fold=True)
+        if (count := len(room.webhooks)) > limit:
+            where = f"rooms[{i}].webhooks"
+            problems.add(where, f"expected at most {limit} (webhooks.max_per_room), got {count}")
+        hook_names: dict[str, str] = {}
+        for j, hook in enumerate(room.webhooks):
+            if isinstance(hook, WebhookDecl):
+                problems.unique(hook_names, hook.name, f"rooms[{i}].webhooks[{j}].name", fold=True)
+                problems.unique(hook_ids, hook.id, f"rooms[{i}].webhooks[{j}].id")
+    _check_calendars(config, problems)
+    _check_bots(config, problems)
+
+
+_CALENDAR_SCHEMES = {"caldav": ("http://", "https://"), "ics": ("http://", "https://", "webcal://")}
+
+
+def _check_calendars(config: Config, problems: Problems) -> None:
+    """Unique calendar names, a URL that suits each kind, and valid room names."""
+    names: dict[str, str] = {}
+    for i, cal in enumerate(config.calendars):
+        if not isinstance(cal, CalendarDecl):
+            continue  # not a table; already reported
+        problems.unique(names, cal.name, f"calendars[{i}].name")
+        schemes = _CALENDAR_SCHEMES.get(cal.kind or "")
+        if schemes and isinstance(cal.url, str) and not cal.url.lower().startswith(schemes):
+            problems.add(
+                f"calendars[{i}].url",
+                f"expected a URL starting with {' or '.join(schemes)} for kind {cal.kind!r}, "
+                f"got {got(cal.url)}",
+            )
+        for j, room in enumerate(cal.rooms):
+            if isinstance(room, str) and not bounded_name(100)(room):
+                problems.add(
+                    f"calendars[{i}].rooms[{j}]",
+                    f"expected a room name of 1 to 100 characters, got {got(room)}",
+                )
+
+
+def _check_bots(config: Config, problems: Problems) -> None:
+    """Unique bot names, an endpoint (with a secret to sign with) or a built-in class, valid rooms."""
+    names: dict[str, str] = {}
+    for i, bot in enumerate(config.bots):
+        if not isinstance(bot, BotDecl):
+            continue  # not a table; already reported
+        where = f"bots[{i}]"
+        problems.unique(names, bot.name, f"{where}.name")
+        if bool(bot.endpoint) == bool(bot.builtin):
+            problems.add(
+                where, "expected exactly one of `endpoint` (an http(s) URL) or `builtin` (a bot class)"
+            )
+        elif bot.endpoint and bot.secret_env is None:
+            problems.add(
+                f"{where}.secret_env",
+                "required key is missing (expected the name of the environment variable holding the "
+                "secret the bot's requests are signed with)",
+            )
+        for j, room in enumerate(bot.rooms):
+            if isinstance(room, str) and not bounded_name(100)(room):
+                problems.add(
+                    f"{where}.rooms[{j}]", f"expected a room name of 1 to 100 characters, got {got(room)}"
+                )
