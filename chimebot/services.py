@@ -127,7 +127,15 @@ class Services:
         Other sections need a restart; a file with errors changes nothing. Returns whether it applied.
         """
         source = self.config.source
-        entry = Entry(actor="config", source="config", action="config.reload", outcome="ok", target=source)
+        owner = await self.accounts.operator()  # the operator's administrators see the server's entries
+        entry = Entry(
+            actor="config",
+            source="config",
+            action="config.reload",
+            outcome="ok",
+            account_id=owner.account_id,
+            target=source,
+        )
         try:
             fresh = load_config(source)
         except ConfigError as exc:

@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from chimebot.app import app_for
 from chimebot.clock import FakeClock
-from chimebot.config import Config
+from chimebot.config import Config, load_config
 from chimebot.services import build_services
 from chimebot.store.schema import bot_deliveries, events
 from tests.conftest import Harness, free_port, make_config
@@ -408,3 +408,155 @@ async def test_an_endpoint_that_does_not_echo_stays_unverified_and_gets_nothing(
     assert endpoint.received == []
     async with h.services.store.read() as conn:
         assert (await conn.execute(select(bot_deliveries))).first() is None
+
+
+async def test_a_builtin_bot_joins_its_rooms_greets_and_answers_in_process(
+    db_url: str, start: Starter
+) -> None:
+    config = make_config(
+        db_url,
+        meetings={"address_domain": "example.com"},
+        bots=[{"name": "echo", "display_name": "Echo", "builtin": "echo", "rooms": ["General"]}],
+    )
+    h = await start(config)
+    room = await h.services.rooms.resolve(h.admin, "General")
+    status, members = await api(h, "GET", f"/api/v1/rooms/{room.id}/members")
+    assert {(m["user_id"], m["email"], m["kind"]) for m in members["members"]} >= {
+        ("bot:echo", "echo-chimebot@example.com", "bot")
+    }
+
+    async def said(text: str) -> bool:
+        return any(m["content"] == text for m in await messages(h, room.id))
+
+    await settled(lambda: said("Hello! Mention me (@echo) and I repeat what you say."), "the greeting")
+    status, _ = await api(h, "POST", f"/api/v1/rooms/{room.id}/messages", {"content": "@ECHO hello there"})
+    assert status == 201
+    await settled(lambda: said(f"{h.admin.email} said: hello there"), "the echo")
+    (reply,) = [
+        m
+        for m in await messages(h, room.id)
+        if m["content"].endswith("hello there") and m["sender"]["kind"] == "bot"
+    ]
+    assert reply["sender"]["name"] == "Echo"
+
+
+async def test_standard_webhooks_signing(db_url: str, start: Starter) -> None:
+    """The Standard Webhooks headers verify with a checker written from standardwebhooks.com's spec."""
+    key = b"a 24-byte key for the bot"
+    secret = "whsec_" + base64.b64encode(key).decode()
+    seen: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        msg_id, stamp = request.headers["webhook-id"], request.headers["webhook-timestamp"]
+        signed = f"{msg_id}.{stamp}.".encode() + body
+        expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        if expected not in request.headers["webhook-signature"].split(" "):
+            return web.Response(status=401)
+        event = json.loads(body)
+        seen.append(event)
+        if event["EventType"] == "HTTPSEndpointVerification":
+            return web.json_response({"Challenge": event["Challenge"]})
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/events", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        endpoint = BotEndpoint(secret=secret, port=port)
+        h = await start(bot_config(db_url, endpoint, signing="standard-webhooks", events=["Invite"]))
+        _, bot = await api(h, "GET", "/api/v1/bots/deploy")
+        assert bot["status"] == "ready", bot
+        room = await h.room("ops")
+        await api(h, "POST", f"/api/v1/rooms/{room}/members", {"email": ADDRESS})
+        await until(lambda: len(seen) == 2, "the Invite")
+        assert seen[1]["EventType"] == "Invite"
+    finally:
+        await runner.cleanup()
+
+
+async def test_private_addresses_are_refused_unless_allowed(
+    db_url: str, start: Starter, endpoint: BotEndpoint
+) -> None:
+    config = bot_config(db_url, endpoint)
+    config = replace(config, delivery=replace(config.delivery, allow_private_endpoints=False))
+    h = await start(config)
+    _, bot = await api(h, "GET", "/api/v1/bots/deploy")
+    assert bot["status"] == "unverified"
+    assert "127.0.0.1" in bot["verify_error"] and endpoint.challenges == 0
+
+
+async def test_members_mentions_and_what_a_bot_cannot_be(
+    db_url: str, start: Starter, endpoint: BotEndpoint
+) -> None:
+    h = await start(bot_config(db_url, endpoint))
+    room = await h.room("ops")
+    status, body = await api(h, "POST", f"/api/v1/rooms/{room}/members", {"email": ADDRESS, "is_admin": True})
+    assert status == 400 and "administrator" in body["message"]
+    status, body = await api(
+        h, "POST", f"/api/v1/rooms/{room}/members", {"email": "nobody-chimebot@example.com"}
+    )
+    assert status == 404 and "GET /api/v1/bots" in body["message"]
+    assert (await api(h, "POST", f"/api/v1/rooms/{room}/members", {"email": ADDRESS}))[0] == 201
+    status, body = await api(h, "POST", f"/api/v1/rooms/{room}/members", {"email": ADDRESS})
+    assert status == 409
+    status, body = await api(h, "PATCH", f"/api/v1/rooms/{room}/members/bot:deploy", {"is_admin": True})
+    assert status == 400
+    status, posted = await api(
+        h, "POST", f"/api/v1/rooms/{room}/messages", {"content": "@deploy-chimebot ping"}
+    )
+    (stored,) = [m for m in await messages(h, room) if m["id"] == posted["id"]]
+    assert stored["mentions"]["user_ids"] == ["bot:deploy"]
+    # Someone who is not a room administrator cannot remove it.
+    member, token = await h.user("member@localhost")
+    await api(h, "POST", f"/api/v1/rooms/{room}/members", {"email": member.email})
+    status, _ = await api(h, "DELETE", f"/api/v1/rooms/{room}/members/bot:deploy", token=token)
+    assert status == 403
+    # Everyone sees the bots, only administrators their endpoints and deliveries.
+    status, listed = await api(h, "GET", "/api/v1/bots", token=token)
+    assert "endpoint" not in listed["bots"][0] and listed["bots"][0]["address"] == ADDRESS
+    status, body = await api(h, "GET", "/api/v1/bots/deploy/deliveries", token=token)
+    assert status == 403
+
+
+async def test_sighup_reload_applies_bots_and_audits_changes(
+    db_url: str, start: Starter, endpoint: BotEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOY_BOT_SECRET", SECRET)
+    file = tmp_path / "chimebot.toml"
+
+    def write(events: str, extra: str = "") -> None:
+        file.write_text(
+            f'[database]\nurl = "{db_url}"\n[meetings]\naddress_domain = "example.com"\n'
+            "[delivery]\nallow_private_endpoints = true\npoll_seconds = 0.05\n"
+            f'[[bots]]\nname = "deploy"\nendpoint = "{endpoint.url}"\nsecret_env = "DEPLOY_BOT_SECRET"\n'
+            f"events = {events}\n{extra}"
+        )
+
+    write('["Invite"]')
+    h = await start(load_config(file))
+    write('["Invite", "Message"]', '[[bots]]\nname = "echo"\nbuiltin = "echo"\n')
+    assert await h.services.reload()
+    _status, listed = await api(h, "GET", "/api/v1/bots")
+    assert {b["name"]: (b["events"], b["status"]) for b in listed["bots"]} == {
+        "deploy": (["Invite", "Message"], "ready"),
+        "echo": (["Invite", "Mention", "Remove"], "ready"),
+    }
+    file.write_text("[bots\n")  # broken: nothing changes
+    assert not await h.services.reload()
+    write('["Invite"]')  # echo left out: disabled, still listed
+    assert await h.services.reload()
+    _, echo = await api(h, "GET", "/api/v1/bots/echo")
+    assert (echo["status"], echo["disabled_reason"]) == ("disabled", "no longer in the config")
+    _, audit = await api(h, "GET", "/api/v1/audit?limit=50")
+    details = [
+        (e["action"], e["outcome"], e["detail"])
+        for e in audit["entries"]
+        if e["action"].startswith("config.")
+    ]
+    assert ("config.bots.apply", "ok", "bot echo: disabled (no longer in the config)") in details
+    assert ("config.bots.apply", "ok", "bot deploy: events ['Invite'] -> ['Invite', 'Message']") in details
+    assert any(a == "config.reload" and o == "refused" and "invalid TOML" in d for a, o, d in details)

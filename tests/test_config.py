@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from chimebot.config import (
+    BotDecl,
+    DeliveryConfig,
     BootstrapConfig,
     CalendarDecl,
     Config,
@@ -41,6 +43,7 @@ SECTIONS = {
     "meetings": MeetingsConfig,
     "scheduler": SchedulerConfig,
     "imip": ImipConfig,
+    "delivery": DeliveryConfig,
 }
 # Keys documented commented out, as arrays of tables: [[meetings.dial_in]].
 COMMENTED = {"meetings": {"dial_in"}}
@@ -105,8 +108,11 @@ def test_example_file_loads_with_defaults_and_no_environment():
     assert config.source == str(EXAMPLE)
     # The example documents the defaults, so every section equals its defaults.
     for section, cls in SECTIONS.items():
-        assert getattr(config, section) == cls(), section
+        # Except that local bots work out of the box (the issue asks for it in the example).
+        expected = cls(allow_private_endpoints=True) if cls is DeliveryConfig else cls()
+        assert getattr(config, section) == expected, section
     assert config.rooms == ()
+    assert config.bots == ()
 
 
 def uncommented_example() -> str:
@@ -506,3 +512,77 @@ def test_repr_hides_webhook_tokens(write):
     assert "CHIMEBOT_CI_WEBHOOK_TOKEN" in repr(config)  # the variable's name is fine to show
     assert TOKEN not in repr(config)
     assert TOKEN not in str(config.rooms[0].webhooks[0])
+
+
+def test_example_bots_block_declares_what_it_says_when_uncommented(write):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    head, block = text.split("#[[bots]]")
+    end = block.index("# Calendars watched")
+    lines = block[:end].splitlines()
+    # Everything but `builtin`, which is the alternative to `endpoint`.
+    block = "\n".join(re.sub(r"^#(?=[a-z_]+ = )(?!builtin)", "", line) for line in lines)
+    config = load_config(
+        write(head + "[[bots]]" + block + "\n" + text.split("#[[bots]]")[1][end:]),
+        env={"CHIMEBOT_DEPLOY_BOT_SECRET": "0123456789abcdef-secret"},
+    )
+    assert config.bots == (
+        BotDecl(
+            name="deploy",
+            display_name="Deploy Bot",
+            endpoint="http://127.0.0.1:9000/chime-events",
+            secret_env="CHIMEBOT_DEPLOY_BOT_SECRET",
+            secret="0123456789abcdef-secret",
+            events=("Invite", "Mention", "Remove"),
+            rooms=("Deployments",),
+        ),
+    )
+    assert "secret" not in repr(config.bots[0]).replace("secret_env", "")
+
+
+@pytest.mark.parametrize(
+    ("bots", "env", "error"),
+    [
+        (
+            [{"name": "deploy", "endpoint": "https://bots.example.com/x"}],
+            {},
+            "<test>: bots[0].secret_env: required key is missing (expected the name of the environment "
+            "variable holding the secret the bot's requests are signed with)",
+        ),
+        (
+            [{"name": "deploy", "endpoint": "https://bots.example.com/x", "builtin": "echo"}],
+            {},
+            "<test>: bots[0]: expected exactly one of `endpoint` (an http(s) URL) or `builtin` (a bot class)",
+        ),
+        (
+            [{"name": "echo", "builtin": "echo"}, {"name": "echo", "builtin": "echo"}],
+            {},
+            "<test>: bots[1].name: expected a value not already used by bots[0].name, got 'echo'",
+        ),
+        (
+            [{"name": "echo", "builtin": "echo", "events": ["Invite", "Join"]}],
+            {},
+            "<test>: bots[0].events[1]: expected one of 'Invite', 'Mention', 'Remove', 'Message', "
+            "'MeetingStarted', got 'Join'",
+        ),
+        (
+            [{"name": "deploy", "endpoint": "https://b.example/x", "secret_env": "S"}],
+            {"S": "short"},
+            "<test>: bots[0].secret_env: expected environment variable S to hold a secret of at least "
+            "16 characters, got 5 characters",
+        ),
+        (
+            [{"name": "echo", "builtin": "echo", "timeout_seconds": 0}],
+            {},
+            "<test>: bots[0].timeout_seconds: expected a number of seconds from 0 to 60, got 0.0",
+        ),
+        (
+            [{"name": "echo", "builtin": "echo", "rooms": [" "]}],
+            {},
+            "<test>: bots[0].rooms[0]: expected a room name of 1 to 100 characters, got ' '",
+        ),
+    ],
+)
+def test_bot_errors_name_the_key(bots, env, error):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"bots": bots}, source="<test>", env=env)
+    assert caught.value.errors == (error,)
