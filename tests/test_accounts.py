@@ -31,6 +31,7 @@ from chimebot.models import User
 from chimebot.passwords import hash_password_now
 from chimebot.services import build_services
 from chimebot.store import accounts as qa
+from chimebot.store import bots as qb
 from chimebot.store import schema
 from tests.conftest import Harness, make_config
 
@@ -831,6 +832,8 @@ ADMIN_ROUTES: list[tuple[str, str, Any, int]] = [
     ("GET", "/api/v1/audit", None, 200),
     ("GET", "/api/v1/calendars", None, 200),
     ("GET", "/api/v1/calendars/occurrences", None, 200),
+    ("GET", "/api/v1/bots/{name}/deliveries", None, 200),
+    ("POST", "/api/v1/bots/{name}/deliveries/replay", {}, 200),
 ]
 
 
@@ -894,7 +897,23 @@ async def test_admin_routes_refuse_everyone_else(
     user_id = former.id if template.endswith("/unsuspend") else target.id
     if template.endswith("/invitations/{user_id}"):
         user_id = invitee.id
-    path = template.format(account_id=account_id, user_id=user_id, domain="example.org")
+    path = template.format(account_id=account_id, user_id=user_id, domain="example.org", name="echo")
+    async with h.services.store.transaction() as conn:  # a bot, as the config would declare it
+        await qb.put_bot(
+            conn,
+            {
+                "name": "echo",
+                "display_name": "Echo",
+                "kind": "builtin",
+                "endpoint": "echo",
+                "events": "[]",
+                "signing": "chime",
+                "timeout_seconds": 2.0,
+                "digest": "0" * 64,
+                "enabled": True,
+                "updated_at": h.clock.now(),
+            },
+        )
     account_scoped = "{account_id}" in template
     before = await snapshot(h)
 
@@ -909,6 +928,10 @@ async def test_admin_routes_refuse_everyone_else(
         assert (code, body["error"]) == (403, "admin_required"), body
     elif template.startswith("/api/v1/users/"):
         assert (code, body["error"]) == (404, "not_found"), body
+    elif template.startswith("/api/v1/bots"):
+        # Bots are the server's; another account's administrator sees only its own rooms' deliveries.
+        assert code == 200, body
+        assert body in ({"deliveries": [], "next_before": None}, {"replayed": []}), body
     elif template.startswith("/api/v1/calendars"):
         # Calendars are the server's: any administrator sees their status; occurrences are filtered
         # to organizers of the caller's account (test_autocall checks the filter with occurrences).
@@ -923,7 +946,7 @@ async def test_admin_routes_refuse_everyone_else(
     if method != "GET":
         code, log = await call(h, "GET", "/api/v1/audit?outcome=refused&actor=member@example.org")
         assert code == 200, log
-        ids = {"account_id": account_id, "user_id": user_id, "domain": "example.org"}
+        ids = {"account_id": account_id, "user_id": user_id, "domain": "example.org", "name": "echo"}
         target = " ".join(f"{k}={ids[k]}" for k in re.findall(r"{(\w+)}", template))
         assert [(e["actor_id"], e["status"], e["target"]) for e in log["entries"]] == [
             (member.id, 403, target)
