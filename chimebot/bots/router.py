@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chimebot.bots.events import Directory, Plan, bot_of, plan
 from chimebot.clock import Clock
@@ -55,6 +56,10 @@ class Router:
         self._on_planned = on_planned
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Until a bot exists there is nothing to route, and the log is not read at all: a server
+        # without bots pays one small query per poll. The first bot moves the position to the end
+        # of the log in the same transaction that creates it (``fast_forward``).
+        self._active = False
 
     async def place(self) -> None:
         """On a database that never had a router, start after the newest entry (bots get no history)."""
@@ -74,9 +79,15 @@ class Router:
                 await self._task
             self._task = None
 
-    def wake(self, _newest: int = 0) -> None:
-        """Tell the router that the log grew."""
+    def activate(self) -> None:
+        """This node just declared bots: follow the log from now on."""
+        self._active = True
         self._wake.set()
+
+    def wake(self, _newest: int = 0) -> None:
+        """Tell the router that the log grew (ignored while no bot exists: the poll looks for one)."""
+        if self._active:
+            self._wake.set()
 
     async def _follow(self) -> None:
         while True:
@@ -90,8 +101,18 @@ class Router:
                 log.warning("routing events to bots failed: %s", exc)
                 await asyncio.sleep(min(self._poll, 1.0))
 
+    @staticmethod
+    async def fast_forward(conn: AsyncConnection) -> None:
+        """Inside the transaction that creates the first bot: nothing before it concerns a bot."""
+        await qb.move_cursor(conn, CURSOR, await qm.last_event_id(conn))
+
     async def route(self) -> int:
         """Queue the deliveries of the next page of the log; return how many entries it had."""
+        if not self._active:
+            async with self._store.read() as conn:
+                self._active = await qb.any_bot(conn)
+            if not self._active:
+                return 0
         async with self._store.snapshot() as conn:
             position = await qb.cursor(conn, CURSOR)
             if position is None:

@@ -145,6 +145,8 @@ class Bots:
         changes: list[str] = []
         async with self._store.transaction() as conn:
             existing = {b.name: b for b in await qb.all_bots(conn)}
+            if not existing and decls:
+                await Router.fast_forward(conn)
             for decl in decls:
                 changes += await self._put(conn, decl, existing.get(decl.name))
             for name, old in existing.items():
@@ -154,6 +156,8 @@ class Bots:
                         conn, name, {"enabled": False, "disabled_reason": reason, "updated_at": now}
                     )
                     changes.append(f"bot {name}: disabled ({reason})")
+        if decls:
+            self.router.activate()
         await self._verify_all([d.name for d in decls if d.enabled])
         for decl in decls:
             if decl.enabled and decl.rooms:

@@ -49,6 +49,11 @@ async def bot(conn: AsyncConnection, name: str) -> Bot | None:
     return _bot(row) if row else None
 
 
+async def any_bot(conn: AsyncConnection) -> bool:
+    """Whether any bot was ever declared."""
+    return (await conn.execute(select(bots.c.name).limit(1))).first() is not None
+
+
 async def put_bot(conn: AsyncConnection, values: dict[str, Any]) -> None:
     """Insert a bot, or update the one of that name."""
     exists = (await conn.execute(select(bots.c.name).where(bots.c.name == values["name"]))).first()
@@ -149,6 +154,11 @@ async def advance_cursor(conn: AsyncConnection, name: str, old: int, new: int) -
     """Move a reader from ``old`` to ``new``; False if another node moved it first."""
     stmt = update(log_cursors).where(log_cursors.c.name == name, log_cursors.c.position == old)
     return (await conn.execute(stmt.values(position=new))).rowcount == 1
+
+
+async def move_cursor(conn: AsyncConnection, name: str, position: int) -> None:
+    """Put a reader of the event log at ``position``, wherever it was."""
+    await conn.execute(update(log_cursors).where(log_cursors.c.name == name).values(position=position))
 
 
 async def server_key(conn: AsyncConnection, name: str) -> str | None:
