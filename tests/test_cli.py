@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -247,3 +248,68 @@ def test_account_administration_commands(tmp_path: Path) -> None:
     assert [(e["actor"], e["action"], e["target"]) for e in everything] == [
         ("cli", "admin.suspend", "boss@corp.example")
     ]
+
+
+def test_sighup_applies_new_bots_and_the_bot_commands_show_and_place_them(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "chimebot.toml"
+    config.write_text('[meetings]\naddress_domain = "example.com"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chimebot", "serve", "--config", str(config), "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.05)
+        assert as_json(chimebot("--config", str(config), "bot", "list", "--json", cwd=tmp_path)) == []
+        config.write_text(
+            '[meetings]\naddress_domain = "example.com"\n'
+            '[[bots]]\nname = "echo"\nbuiltin = "echo"\nevents = ["Invite", "Mention"]\n'
+        )
+        proc.send_signal(signal.SIGHUP)
+        while True:
+            bots = as_json(chimebot("--config", str(config), "bot", "list", "--json", cwd=tmp_path))
+            if bots:
+                break
+            assert time.monotonic() < deadline + 30, "SIGHUP did not apply the new bot"
+            time.sleep(0.1)
+        (bot,) = bots
+        assert (bot["name"], bot["address"], bot["status"]) == ("echo", "echo-chimebot@example.com", "ready")
+        as_json(chimebot("--config", str(config), "admin", "create-room", "Lobby", "--json", cwd=tmp_path))
+        member = as_json(
+            chimebot("--config", str(config), "bot", "add", "Lobby", "echo", "--json", cwd=tmp_path)
+        )
+        assert (member["user_id"], member["kind"]) == ("bot:echo", "bot")
+        # The running server routes the join written by the command and the bot greets the room.
+        while not as_json(
+            chimebot(
+                "--config",
+                str(config),
+                "bot",
+                "deliveries",
+                "echo",
+                "--status",
+                "delivered",
+                "--json",
+                cwd=tmp_path,
+            )
+        ):
+            assert time.monotonic() < deadline + 60, "the Invite was not delivered"
+            time.sleep(0.2)
+        assert as_json(
+            chimebot("--config", str(config), "bot", "replay", "echo", "--json", cwd=tmp_path)
+        ) == {"replayed": []}
+        removed = chimebot("--config", str(config), "bot", "remove", "Lobby", "echo", cwd=tmp_path)
+        assert removed.returncode == 0, removed.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from chimebot.config import (
-    BotDecl,
-    DeliveryConfig,
     BootstrapConfig,
+    BotDecl,
     CalendarDecl,
     Config,
     ConfigError,
     DatabaseConfig,
+    DeliveryConfig,
     ImipConfig,
     LoggingConfig,
     MeetingsConfig,
