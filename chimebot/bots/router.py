@@ -79,6 +79,11 @@ class Router:
                 await self._task
             self._task = None
 
+    @property
+    def active(self) -> bool:
+        """Whether any bot exists (as far as this node knows): until then nothing is routed or sent."""
+        return self._active
+
     def activate(self) -> None:
         """This node just declared bots: follow the log from now on."""
         self._active = True

@@ -89,6 +89,7 @@ class Bots:
             concurrency=settings.concurrency,
             poll_seconds=settings.poll_seconds,
             retry_for=timedelta(hours=settings.retry_hours),
+            active=lambda: self.router.active,
         )
 
     # -- life cycle ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -89,6 +90,7 @@ class Worker:
         concurrency: int,
         poll_seconds: float,
         retry_for: timedelta,
+        active: Callable[[], bool] = lambda: True,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
@@ -97,6 +99,7 @@ class Worker:
         self._concurrency = concurrency
         self._poll = poll_seconds
         self._retry_for = retry_for
+        self._active = active  # false while no bot exists: then the queue is not even looked at
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -126,7 +129,7 @@ class Worker:
         while True:
             self._wake.clear()
             free = self._concurrency - len(self._sending)
-            if free > 0:
+            if free > 0 and self._active():
                 try:
                     claimed = await self._claim(free)
                 except Exception as exc:  # the database may be away; the next round tries again
