@@ -20,6 +20,8 @@ from chimebot.http.audit import audit_middleware
 from chimebot.http.errors import error_middleware
 from chimebot.services import Services, build_services
 
+RELOADS = web.AppKey("reloads", set)  # SIGHUP reloads in progress
+
 # Webhook bodies have their own, smaller limit; this bounds everything else.
 MAX_REQUEST_BYTES = 256 * 1024
 
@@ -63,6 +65,7 @@ def app_for(services: Services) -> web.Application:
     app.add_routes(hooks.routes)
     app.add_routes(stream.routes)
     app[stream.OPEN_STREAMS] = weakref.WeakSet()
+    app[RELOADS] = set()
     app.on_startup.append(_start)
     app.on_shutdown.append(stream.close_streams)
     app.on_cleanup.append(_stop)
@@ -75,7 +78,7 @@ async def _start(app: web.Application) -> None:
     link = await services.bootstrap()
     await services.apply_config()
     await services.start_scheduling()
-    _reload_on_sighup(services)
+    _reload_on_sighup(app)
     if link:
         # Printed, not logged: the link is a credential and logs are kept and shipped.
         boot = services.config.bootstrap
@@ -87,12 +90,13 @@ async def _start(app: web.Application) -> None:
         )
 
 
-def _reload_on_sighup(services: Services) -> None:
+def _reload_on_sighup(app: web.Application) -> None:
     """Re-read the config file on SIGHUP (rooms, webhooks and bots); only a server from a file does."""
+    services = app[SERVICES]
     if not os.path.isfile(services.config.source):
         return
     loop = asyncio.get_running_loop()
-    reloads: set[asyncio.Task[bool]] = set()  # held, so a reload is not collected mid-way
+    reloads = app[RELOADS]  # held, so a reload is not collected mid-way, and cancelled on stop
 
     def reload() -> None:
         task = loop.create_task(services.reload(), name="chimebot-reload")
@@ -106,4 +110,8 @@ def _reload_on_sighup(services: Services) -> None:
 
 
 async def _stop(app: web.Application) -> None:
+    reloads = list(app[RELOADS])
+    for task in reloads:
+        task.cancel()
+    await asyncio.gather(*reloads, return_exceptions=True)
     await app[SERVICES].close()

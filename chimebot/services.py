@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -66,6 +67,8 @@ class Services:
     imip: ImipListener
     bots: Bots
     redis: aioredis.Redis | None
+    # Reloads run one at a time (SIGHUP twice in a row must not apply the file twice at once).
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
         """Migrate the database and start background work."""
@@ -136,13 +139,20 @@ class Services:
             account_id=owner.account_id,
             target=source,
         )
-        try:
-            fresh = load_config(source)
-        except ConfigError as exc:
-            log.error("config reload: %s is not valid, nothing changed:\n%s", source, exc)
-            await self.audit.record(replace(entry, outcome="refused", detail=str(exc)[:2000]))
-            return False
-        await self.apply_config(fresh)
+        async with self.reload_lock:
+            try:
+                fresh = load_config(source)
+                load_texts(fresh)
+            except ConfigError as exc:
+                log.error("config reload: %s is not valid, nothing changed:\n%s", source, exc)
+                await self.audit.record(replace(entry, outcome="refused", detail=str(exc)[:2000]))
+                return False
+            try:
+                await self.apply_config(fresh)
+            except Exception as exc:  # the database may be away: say so, and keep serving
+                log.exception("config reload: applying %s failed", source)
+                await self.audit.record(replace(entry, outcome="failed", detail=str(exc)[:2000]))
+                return False
         kept = [
             f.name
             for f in fields(fresh)
@@ -193,7 +203,7 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
     feed = Feed(store, bus, poll_seconds=config.stream.poll_seconds, doorbell=doorbell)
     store.writer.on_commit = feed.on_commit
     rooms = Rooms(store, clock, config.meeting_domain)
-    bots = Bots(config, store, clock, rooms)
+    bots = Bots(config, store, clock, rooms, limiter)
     feed.listeners.append(bots.router.wake)
     usage = Usage(store, clock, config.billing)
     accounts = Accounts(store, clock, config.bootstrap, config.accounts)

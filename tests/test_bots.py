@@ -215,6 +215,9 @@ async def test_invite_mention_reply_remove_with_a_real_endpoint(
     assert [e["EventType"] for e in endpoint.received] == ["Invite", "Mention", "Message"]
     short = local(mention["InboundHttpsEndpoint"]["Url"])
     resp = await h.client.post(short, json={"Content": "and a follow-up"})
+    assert resp.status == 429  # a bot posts into a room at the rate of a webhook (1/s)
+    h.clock.advance(1)
+    resp = await h.client.post(short, json={"Content": "and a follow-up"})
     assert resp.status == 200, await resp.text()
     await until(lambda: len(h.services.bots.worker._sending) == 0, "the sends to finish")
 
@@ -355,6 +358,8 @@ async def test_retries_order_410_and_replay(db_url: str, start: Starter, endpoin
     status, page = await api(h, "GET", "/api/v1/bots/deploy/deliveries?status=failed")
     (failed,) = page["deliveries"]
     assert (failed["last_status"], failed["last_response"]) == (400, '{"error": "nope"}')
+    status, body = await api(h, "POST", "/api/v1/bots/deploy/deliveries/replay", {"ids": [10**30]})
+    assert status == 400 and "positive integers" in body["message"]
     status, body = await api(h, "POST", "/api/v1/bots/deploy/deliveries/replay", {"ids": [failed["id"]]})
     assert (status, body) == (200, {"replayed": [failed["id"]]})
     await until(lambda: len(endpoint.of_type("Message")) == 6, "the replay")
@@ -560,3 +565,37 @@ async def test_sighup_reload_applies_bots_and_audits_changes(
     assert ("config.bots.apply", "ok", "bot echo: disabled (no longer in the config)") in details
     assert ("config.bots.apply", "ok", "bot deploy: events ['Invite'] -> ['Invite', 'Message']") in details
     assert any(a == "config.reload" and o == "refused" and "invalid TOML" in d for a, o, d in details)
+
+
+@BOTH_ENGINES
+async def test_a_backlog_is_routed_with_the_membership_each_entry_was_written_under(
+    db_url: str, tmp_path: Path, endpoint: BotEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of the log read after the fact (a restart, an outage) see who was in the room then."""
+    from chimebot.bots import router
+
+    services = build_services(bot_config(db_url, endpoint, events=["Invite", "Message", "Remove"]), tmp_path)
+    await services.start()  # no router or worker running: the test routes by hand
+    await services.bootstrap()
+    try:
+        await services.apply_config()
+        admin = await services.accounts.operator()
+        room = await services.rooms.create(admin, "ops")
+        post = services.rooms.post_as_user
+        for i in range(3):
+            await post(admin, room.id, f"before {i}")
+        await services.rooms.add_member(admin, room.id, ADDRESS)
+        await post(admin, room.id, "during")
+        await services.rooms.remove_member(admin, room.id, "bot:deploy")
+        await post(admin, room.id, "after")
+        monkeypatch.setattr(router, "PAGE", 2)  # so that joins and departures fall on later pages
+        while await services.bots.router.route():
+            pass
+        async with services.store.read() as conn:
+            stmt = select(bot_deliveries.c.event_type, bot_deliveries.c.payload).order_by(bot_deliveries.c.id)
+            queued = [
+                (kind, json.loads(payload).get("Message")) for kind, payload in await conn.execute(stmt)
+            ]
+        assert queued == [("Invite", None), ("Message", "during"), ("Remove", None)]
+    finally:
+        await services.close()

@@ -21,6 +21,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chimebot.bots.events import Directory, Plan, bot_of, plan
+from chimebot.bus import MEMBER_JOINED
 from chimebot.clock import Clock
 from chimebot.store import Store
 from chimebot.store import bots as qb
@@ -125,7 +126,14 @@ class Router:
             rows = await qm.events_since(conn, position, limit=PAGE)
             if not rows:
                 return 0
-            rooms = await qb.bots_by_room(conn, {r["event_room_id"] for r in rows})
+            room_ids = {r["event_room_id"] for r in rows}
+            rooms = await qb.bots_by_room(conn, room_ids)
+            # The membership as of the page's last entry: undo what was joined or left after it.
+            for later in await qb.membership_after(conn, rows[-1]["event_id"], room_ids):
+                if (name := bot_of(later)) is not None:
+                    present = rooms.setdefault(later["room_id"], set())
+                    (present.discard if later["type"] == MEMBER_JOINED else present.add)(name)
+            rooms = {room: names for room, names in rooms.items() if names}
             if not rooms and not any(bot_of(r) for r in rows):  # no bot anywhere near: just move on
                 directory = None
             else:

@@ -25,9 +25,10 @@ from chimebot.bots.router import Router
 from chimebot.bots.worker import Delivery, Worker
 from chimebot.clock import Clock
 from chimebot.config import BotDecl, Config
-from chimebot.errors import Forbidden, Invalid, NotFound, TooLarge
+from chimebot.errors import DomainError, Forbidden, Invalid, NotFound, RateLimited, TooLarge
 from chimebot.ids import new_id
 from chimebot.models import Bot, Sender, User, bot_address, iso
+from chimebot.ratelimit import RateLimiter
 from chimebot.rooms import Rooms
 from chimebot.store import Store
 from chimebot.store import bots as qb
@@ -59,7 +60,9 @@ class Reply:
 class Bots:
     """Declared bots, their rooms and their deliveries."""
 
-    def __init__(self, config: Config, store: Store, clock: Clock, rooms: Rooms) -> None:
+    def __init__(
+        self, config: Config, store: Store, clock: Clock, rooms: Rooms, limiter: RateLimiter
+    ) -> None:
         self._store = store
         self._clock = clock
         self._rooms = rooms
@@ -68,6 +71,8 @@ class Bots:
         self._allow_private = config.delivery.allow_private_endpoints
         self._max_chars = config.webhooks.max_content_chars  # replies have the limits of webhooks
         self._broadcast_limit = config.webhooks.mention_all_max_members
+        self._limiter = limiter  # replies have the rate of webhooks too, per bot and room
+        self._rate = config.webhooks.rate_per_second
         self._decls: dict[str, BotDecl] = {decl.name: decl for decl in config.bots}
         self._builtins: dict[str, builtin.BuiltinBot] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -237,17 +242,16 @@ class Bots:
         """Check the bot's endpoint (or load its class) and record the result."""
         now = self._clock.now()
         error = await (self._load_builtin(bot) if bot.kind == "builtin" else self._challenge(bot))
-        values: dict[str, Any] = {
-            "verified_at": None if error else now,
-            "verify_error": error,
-            "updated_at": now,
-        }
-        if error is None and not bot.enabled and self._decls.get(bot.name, None) is not None:
-            values |= {"enabled": self._decls[bot.name].enabled, "disabled_reason": None}
         async with self._store.transaction() as conn:
-            await qb.update_bot(conn, bot.name, values)
-            if error is None and bot.verified_at is None:
+            if error is not None:
+                await qb.update_bot(
+                    conn, bot.name, {"verified_at": None, "verify_error": error, "updated_at": now}
+                )
+            elif await qb.mark_verified(conn, bot.name, now):  # only the node that verified it first
                 await self._invite_everywhere(conn, bot)
+            decl = self._decls.get(bot.name)
+            if error is None and not bot.enabled and decl is not None and decl.enabled:  # after a 410
+                await qb.update_bot(conn, bot.name, {"enabled": True, "disabled_reason": None})
         if error:
             log.warning("bot %s is not verified: %s", bot.name, error)
         else:
@@ -337,10 +341,13 @@ class Bots:
 
     async def _post(self, bot: Bot, decl: BotDecl, body: bytes, msg_id: str) -> delivery.Response:
         now = self._clock.now()
-        if decl.signing == "standard-webhooks":
-            headers = signing.standard_headers(decl.secret, msg_id, body, now)
-        else:
-            headers = signing.chime_headers(decl.secret, body, now)
+        try:
+            if decl.signing == "standard-webhooks":
+                headers = signing.standard_headers(decl.secret, msg_id, body, now)
+            else:
+                headers = signing.chime_headers(decl.secret, body, now)
+        except ValueError as exc:  # a whsec_ secret that is not Base64 (the config check catches it first)
+            return delivery.Response(None, b"", None, f"cannot sign: {exc}", 0.0)
         if self._session is None:
             self._session = delivery.make_session(allow_private=self._allow_private)
         return await delivery.post(
@@ -377,18 +384,20 @@ class Bots:
         body = json.dumps({"Content": reply}).encode() if reply else b""
         return delivery.Response(200, body, None, None, time.monotonic() - started)
 
-    async def delivered(self, bot: Bot, item: Delivery, response: delivery.Response) -> None:
-        """Post a ``{"Content": …}`` answer as the bot's reply (anything else in the answer is ignored)."""
-        if not response.body.strip().startswith(b"{"):
-            return
+    async def delivered(self, bot: Bot, item: Delivery, response: delivery.Response) -> str | None:
+        """Post a ``{"Content": …}`` answer as the bot's reply (anything else in the answer is ignored);
+        return why a reply was not posted, for the delivery's record."""
+        if not response.body.strip().startswith(b"{") or b'"Content"' not in response.body:
+            return None
         try:
-            message = chime.parse_body(response.body)
-        except chime.ChimeBodyError:
-            return
-        try:
+            message = chime.parse_body(response.body, max_chars=self._max_chars)
             await self.post_as(bot.name, item.room_id, message.content, message.format)
-        except (NotFound, Forbidden) as exc:  # it left the room meanwhile
-            log.info("reply of bot %s not posted: %s", bot.name, exc)
+        except chime.ChimeBodyError as exc:
+            return f"the reply in the answer was not posted: {exc.message}"
+        except DomainError as exc:  # it left the room, or @All in a large room: the event was delivered
+            log.info("reply of bot %s not posted: %s", bot.name, exc.message)
+            return f"the reply in the answer was not posted: {exc.message}"
+        return None
 
     async def gone(self, bot: Bot, response: delivery.Response) -> None:
         """Disable a bot whose endpoint answered 410 Gone."""
@@ -430,6 +439,11 @@ class Bots:
             self._endpoints.check(name, room_id, token, expires, self._clock.now())
         except EndpointRefused as exc:
             raise NotFound(str(exc)) from None
+        if wait := await self._limiter.take(f"bot:{name}:{room_id}"):
+            raise RateLimited(
+                f"a bot may post {self._rate:g} message(s) per second into a room; retry in {wait:.2f} s",
+                retry_after=wait,
+            )
         try:
             message = chime.parse_body(body, max_chars=self._max_chars)
         except chime.ChimeBodyError as exc:  # answered as Chime did: 400, or 413 for a long message
@@ -463,7 +477,7 @@ class Bots:
             counts = await qb.delivery_counts(conn, _scope(actor, operator_account)) if actor.is_admin else {}
         shown = []
         for bot in bots:
-            item = bot.to_json(self.address(bot.name), admin=actor.is_admin)
+            item = bot.to_json(self.address(bot.name), admin=_runs_server(actor, operator_account))
             if actor.is_admin:
                 item["deliveries"] = counts.get(bot.name, {})
             shown.append(item)
@@ -477,7 +491,7 @@ class Bots:
                 raise NotFound(f"no bot is named {name!r}")
             counts = await qb.delivery_counts(conn, _scope(actor, operator_account)) if actor.is_admin else {}
             rooms = await qb.rooms_of_bot(conn, name)
-        item = bot.to_json(self.address(name), admin=actor.is_admin)
+        item = bot.to_json(self.address(name), admin=_runs_server(actor, operator_account))
         item["rooms"] = [{"id": i, "name": n} for i, account, n in rooms if account == actor.account_id]
         if actor.is_admin:
             item["deliveries"] = counts.get(name, {})
@@ -533,6 +547,11 @@ class Bots:
 def _admin(actor: User) -> None:
     if not actor.is_admin:
         raise Forbidden("only an account administrator can see and replay bot deliveries")
+
+
+def _runs_server(actor: User, operator_account: str) -> bool:
+    """Administrators of the operator's account configure the server: they see bots' endpoints."""
+    return actor.is_admin and actor.account_id == operator_account
 
 
 def _scope(actor: User, operator_account: str) -> str | None:

@@ -28,7 +28,9 @@ from webhooks.delivery import Response, retry_delay
 
 log = logging.getLogger(__name__)
 
-LEASE_SLACK = timedelta(seconds=30)  # beyond the bot's timeout, before another node may take a claim
+# How long a claim is held: the longest timeout a bot may have (60 s), posting its reply (the SQLite
+# writer may wait up to 30 s for a lock) and recording the outcome, with room to spare.
+LEASE = timedelta(seconds=180)
 KEPT_RESPONSE_CHARS = 1000  # of each answer, for the administrators' view
 
 
@@ -43,6 +45,7 @@ class Delivery:
     payload: str
     attempts: int
     first_attempt_at: datetime | None
+    lease: datetime  # the claim: only its holder may record the outcome
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Delivery:
@@ -55,6 +58,7 @@ class Delivery:
             row["payload"],
             row["attempts"],
             row["first_attempt_at"],
+            row["lease_until"],
         )
 
 
@@ -69,8 +73,8 @@ class Transport(Protocol):
         """Send one event to the bot (over HTTP, or to a built-in bot's method)."""
         ...
 
-    async def delivered(self, bot: Bot, delivery: Delivery, response: Response) -> None:
-        """Act on a 2xx answer (post its ``{"Content": …}`` as the bot's reply)."""
+    async def delivered(self, bot: Bot, delivery: Delivery, response: Response) -> str | None:
+        """Act on a 2xx answer (post its ``{"Content": …}`` as the bot's reply); a note if it could not."""
         ...
 
     async def gone(self, bot: Bot, response: Response) -> None:
@@ -158,8 +162,7 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Delivery]:
         now = self._clock.now()
-        # The longest timeout a bot may have, so that no live send outlasts its lease.
-        lease = now + timedelta(seconds=60) + LEASE_SLACK
+        lease = now + LEASE
         async with self._store.transaction() as conn:
             rows = await qb.claim(conn, now, lease, limit)
         return [Delivery.from_row(r) for r in rows]
@@ -167,8 +170,13 @@ class Worker:
     async def _attempt(self, delivery: Delivery) -> None:
         try:
             await self._attempt_once(delivery)
-        except Exception:  # a bug must not kill the worker; the lease brings the row back later
+        except Exception as exc:  # a bug must not kill the worker, nor hold the room's queue
             log.exception("delivery %d to bot %s failed unexpectedly", delivery.id, delivery.bot_name)
+            attempts = delivery.attempts + 1
+            due = self._clock.now() + timedelta(seconds=retry_delay(attempts, self._rng))
+            values = {"status": "pending", "attempts": attempts, "next_attempt_at": due, "lease_until": None}
+            with contextlib.suppress(Exception):  # the database may be what failed; the lease expires
+                await self._finish(delivery, values | {"last_error": f"internal error: {exc}"[:1000]})
 
     async def _attempt_once(self, delivery: Delivery) -> None:
         bot = await self._transport.current(delivery.bot_name)
@@ -191,8 +199,8 @@ class Worker:
         verdict = response.verdict
         if verdict == "delivered":
             # The reply first: a crash between the two repeats the delivery rather than losing the reply.
-            await self._transport.delivered(bot, delivery, response)
-            values |= {"status": "delivered", "delivered_at": now}
+            note = await self._transport.delivered(bot, delivery, response)
+            values |= {"status": "delivered", "delivered_at": now, "last_error": note}
         elif verdict == "retry":
             delay = retry_delay(attempts, self._rng, response.retry_after)
             due = now + timedelta(seconds=delay)
@@ -232,4 +240,5 @@ class Worker:
 
     async def _finish(self, delivery: Delivery, values: dict[str, Any]) -> None:
         async with self._store.transaction() as conn:
-            await qb.finish(conn, delivery.id, values)
+            if not await qb.finish(conn, delivery.id, delivery.lease, values):
+                log.warning("delivery %d: its claim expired before the outcome was recorded", delivery.id)

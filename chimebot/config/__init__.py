@@ -36,6 +36,7 @@ from chimebot.config.sections import (
     WebhookDecl,
     WebhooksConfig,
 )
+from webhooks.signing import standard_key
 
 DEFAULT_SOURCE = "<defaults>"
 
@@ -191,6 +192,11 @@ def _check_bots(config: Config, problems: Problems) -> None:
                 "required key is missing (expected the name of the environment variable holding the "
                 "secret the bot's requests are signed with)",
             )
+        if bot.endpoint and bot.signing == "standard-webhooks" and bot.secret:
+            try:
+                standard_key(bot.secret)
+            except ValueError as exc:
+                problems.add(f"{where}.secret_env", f"expected a Standard Webhooks secret: {exc}")
         for j, room in enumerate(bot.rooms):
             if isinstance(room, str) and not bounded_name(100)(room):
                 problems.add(

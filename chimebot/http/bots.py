@@ -19,6 +19,7 @@ from chimebot.models import User
 from webhooks import chime
 
 routes = web.RouteTableDef()
+MAX_REPLAY = 1000
 
 
 @routes.get("/api/v1/bots")
@@ -66,10 +67,13 @@ async def replay_deliveries(request: web.Request, admin: User) -> web.Response:
     body = await json_object(request) if request.can_read_body else {}
     ids = body.get("ids")
     if ids is not None and (
-        not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        not isinstance(ids, list)
+        or len(ids) > MAX_REPLAY
+        or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids)
     ):
         raise Invalid(
-            "`ids` must be a list of delivery ids (integers), or left out to replay every failed one"
+            f"`ids` must be a list of at most {MAX_REPLAY} delivery ids (positive integers), "
+            "or left out to replay every failed one"
         )
     operator = await svc.accounts.operator()
     queued = await svc.bots.replay(admin, path_id(request, "name"), ids, operator_account=operator.account_id)

@@ -9,11 +9,22 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chimebot.models import Bot
-from chimebot.store.schema import bot_deliveries, bots, log_cursors, room_bots, rooms, server_keys, users
+from chimebot.store.schema import (
+    bot_deliveries,
+    bots,
+    events,
+    log_cursors,
+    room_bots,
+    rooms,
+    server_keys,
+    users,
+)
 
 UNFINISHED = ("pending", "sending")
 
@@ -61,6 +72,12 @@ async def put_bot(conn: AsyncConnection, values: dict[str, Any]) -> None:
         await conn.execute(update(bots).where(bots.c.name == values["name"]).values(values))
     else:
         await conn.execute(insert(bots).values(values))
+
+
+async def mark_verified(conn: AsyncConnection, name: str, now: datetime) -> bool:
+    """Record a passed verification; True only for the caller that turned an unverified bot verified."""
+    stmt = update(bots).where(bots.c.name == name, bots.c.verified_at.is_(None))
+    return (await conn.execute(stmt.values(verified_at=now, verify_error=None, updated_at=now))).rowcount == 1
 
 
 async def update_bot(conn: AsyncConnection, name: str, values: dict[str, Any]) -> None:
@@ -117,6 +134,24 @@ async def bots_by_room(conn: AsyncConnection, room_ids: Collection[str]) -> dict
     return found
 
 
+async def membership_after(
+    conn: AsyncConnection, after_id: int, room_ids: Collection[str]
+) -> list[RowMapping]:
+    """Joins and departures in these rooms after an event id, newest first (type, room_id, payload)."""
+    if not room_ids:
+        return []
+    stmt = (
+        select(events.c.type, events.c.room_id, events.c.payload)
+        .where(
+            events.c.id > after_id,
+            events.c.room_id.in_(list(room_ids)),
+            events.c.type.in_(("member.joined", "member.left")),
+        )
+        .order_by(events.c.id.desc())
+    )
+    return list((await conn.execute(stmt)).mappings())
+
+
 async def rooms_of_bot(conn: AsyncConnection, name: str) -> list[tuple[str, str, str]]:
     """The rooms a bot is in, as (room id, account id, room name)."""
     stmt = (
@@ -145,9 +180,10 @@ async def cursor(conn: AsyncConnection, name: str) -> int | None:
 
 
 async def start_cursor(conn: AsyncConnection, name: str, position: int) -> None:
-    """Place a new reader of the event log (a concurrent start may have placed it: that one stays)."""
+    """Place a new reader of the event log, unless it is placed (a concurrent start's stays)."""
     if await cursor(conn, name) is None:
-        await conn.execute(insert(log_cursors).values(name=name, position=position))
+        stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(log_cursors)
+        await conn.execute(stmt.values(name=name, position=position).on_conflict_do_nothing())
 
 
 async def advance_cursor(conn: AsyncConnection, name: str, old: int, new: int) -> bool:
@@ -184,17 +220,34 @@ async def claim(conn: AsyncConnection, now: datetime, lease_until: datetime, lim
     """Mark due deliveries as being sent and return them: for each bot and room only the oldest
     unfinished one, and only for bots that are enabled and verified.
 
-    A row left ``sending`` by a node that died is taken again once its lease has passed.
+    A row left ``sending`` by a node that died is taken again once its lease has passed. While a
+    row of a bot and room is being sent, no other row of theirs is taken (a replayed older row
+    would otherwise be the oldest unfinished one and go out beside it).
     """
     d = bot_deliveries
     heads = select(func.min(d.c.id)).where(d.c.status.in_(UNFINISHED)).group_by(d.c.bot_name, d.c.room_id)
     ready = select(bots.c.name).where(bots.c.enabled, bots.c.verified_at.is_not(None))
+    e = d.alias("sibling")
+    busy = (
+        select(e.c.id)
+        .where(
+            e.c.bot_name == d.c.bot_name,
+            e.c.room_id == d.c.room_id,
+            e.c.id != d.c.id,
+            e.c.status == "sending",
+            e.c.lease_until >= now,
+        )
+        .exists()
+    )
     due = or_(
         and_(d.c.status == "pending", d.c.next_attempt_at <= now),
         and_(d.c.status == "sending", d.c.lease_until < now),
     )
     chosen = (
-        select(d.c.id).where(d.c.id.in_(heads), due, d.c.bot_name.in_(ready)).order_by(d.c.id).limit(limit)
+        select(d.c.id)
+        .where(d.c.id.in_(heads), due, d.c.bot_name.in_(ready), ~busy)
+        .order_by(d.c.id)
+        .limit(limit)
     )
     stmt = (
         update(d)
@@ -212,10 +265,11 @@ async def next_due(conn: AsyncConnection) -> datetime | None:
     return (await conn.execute(select(func.min(d.c.next_attempt_at)).where(d.c.status == "pending"))).scalar()
 
 
-async def finish(conn: AsyncConnection, delivery_id: int, values: dict[str, Any]) -> None:
-    """Record an attempt's outcome on a delivery this node is sending."""
+async def finish(conn: AsyncConnection, delivery_id: int, lease: datetime, values: dict[str, Any]) -> bool:
+    """Record an attempt's outcome, if the claim (its lease) is still the caller's; False if not."""
     d = bot_deliveries
-    await conn.execute(update(d).where(d.c.id == delivery_id, d.c.status == "sending").values(values))
+    stmt = update(d).where(d.c.id == delivery_id, d.c.status == "sending", d.c.lease_until == lease)
+    return (await conn.execute(stmt.values(values))).rowcount == 1
 
 
 def _scoped(stmt: Any, account_id: str | None) -> Any:
