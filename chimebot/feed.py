@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from chimebot.background import cancel_and_wait
 from chimebot.bus import Bus, Envelope
 from chimebot.store import Store
 from chimebot.store import messages as qm
@@ -69,11 +70,8 @@ class Feed:
         """Stop following the log."""
         if self._doorbell is not None:
             await self._doorbell.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def on_commit(self, events: Sequence[CommittedEvent]) -> None:
         """Take what this process's writer just committed (called in id order, after the commit)."""

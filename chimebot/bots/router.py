@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chimebot.background import cancel_and_wait
 from chimebot.bots.events import Directory, Plan, bot_of, plan
 from chimebot.bus import MEMBER_JOINED
 from chimebot.clock import Clock
@@ -74,11 +75,8 @@ class Router:
 
     async def stop(self) -> None:
         """Stop following the log (a page being committed is finished or rolled back, never half)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     @property
     def active(self) -> bool:

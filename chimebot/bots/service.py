@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -18,6 +17,7 @@ import aiohttp
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chimebot.background import cancel_and_wait
 from chimebot.bots import builtin
 from chimebot.bots.endpoints import EndpointRefused, InboundEndpoints
 from chimebot.bots.events import ANSWERABLE, PERSISTENT, Plan, chime_event, with_endpoint
@@ -127,11 +127,8 @@ class Bots:
 
     async def stop(self) -> None:
         """Stop routing and sending; sends in flight finish first."""
-        if self._reverify is not None:
-            self._reverify.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reverify
-            self._reverify = None
+        await cancel_and_wait(self._reverify)
+        self._reverify = None
         await self.router.stop()
         await self.worker.stop()
         if self._session is not None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import RowMapping
 
+from chimebot.background import cancel_and_wait
 from chimebot.clock import Clock
 from chimebot.models import Bot
 from chimebot.store import Store
@@ -117,11 +118,8 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop claiming, and let the sends in flight finish (each is bounded by its bot's timeout)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
