@@ -48,6 +48,7 @@ from chimebot.errors import DomainError
 from chimebot.http.pages import OPENAPI
 from chimebot.models import User
 from chimebot.store import accounts as qa
+from chimebot.store import bots as qb
 from tests.conftest import Harness
 
 T = TypeVar("T")
@@ -103,6 +104,7 @@ REAL_FOR_PARAM = {
     "account_id": ["account_id"],
     "meeting_id": ["meeting_id"],
     "domain": ["domain"],
+    "name": ["bot_name"],
 }
 WORLD_KEYS = [
     "room_id",
@@ -117,6 +119,7 @@ WORLD_KEYS = [
     "account_id",
     "meeting_id",
     "domain",
+    "bot_name",
     "admin_token",
     "member_token",
     "cursor",
@@ -663,6 +666,22 @@ class World:
         link = await app.services.signin.signin_link(member)
         invitation_token = await self.invitation(f"invitee-{self.builds}@fuzz.example")
         meeting = await app.services.meetings.create(app.admin, "instant", "fuzz", None)
+        async with app.services.store.transaction() as conn:  # a bot, as the config would declare it
+            await qb.put_bot(
+                conn,
+                {
+                    "name": "echo",
+                    "display_name": "Echo",
+                    "kind": "builtin",
+                    "endpoint": "echo",
+                    "events": "[]",
+                    "signing": "chime",
+                    "timeout_seconds": 2.0,
+                    "digest": "0" * 64,
+                    "enabled": True,
+                    "updated_at": app.clock.now(),
+                },
+            )
         self.values = {
             "room_id": room_id,
             "other_room_id": other_room_id,
@@ -676,6 +695,7 @@ class World:
             "account_id": app.admin.account_id,
             "meeting_id": meeting.id,
             "domain": "fuzz.example",
+            "bot_name": "echo",
             "admin_token": app.token,
             "member_token": self.member_token,
             "cursor": cursor,
