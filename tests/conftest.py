@@ -196,3 +196,23 @@ async def app(app_config: Config, aiohttp_client: Any, tmp_path: Path) -> AsyncI
     admin = await services.accounts.operator()
     token = await services.signin.create_token(admin, "test")
     yield Harness(client, services, clock, admin, token)
+
+
+async def declare_bot(h: Harness, name: str) -> None:
+    """Store a built-in bot as the config would declare it (without starting anything for it)."""
+    from chimebot.store import bots as qb
+
+    values = {
+        "name": name,
+        "display_name": name.title(),
+        "kind": "builtin",
+        "endpoint": name,
+        "events": "[]",
+        "signing": "chime",
+        "timeout_seconds": 2.0,
+        "digest": "0" * 64,
+        "enabled": True,
+        "updated_at": h.clock.now(),
+    }
+    async with h.services.store.transaction() as conn:
+        await qb.put_bot(conn, values)

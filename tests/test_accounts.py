@@ -31,9 +31,8 @@ from chimebot.models import User
 from chimebot.passwords import hash_password_now
 from chimebot.services import build_services
 from chimebot.store import accounts as qa
-from chimebot.store import bots as qb
 from chimebot.store import schema
-from tests.conftest import Harness, make_config
+from tests.conftest import Harness, declare_bot, make_config
 
 BOTH_ENGINES = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -898,22 +897,7 @@ async def test_admin_routes_refuse_everyone_else(
     if template.endswith("/invitations/{user_id}"):
         user_id = invitee.id
     path = template.format(account_id=account_id, user_id=user_id, domain="example.org", name="echo")
-    async with h.services.store.transaction() as conn:  # a bot, as the config would declare it
-        await qb.put_bot(
-            conn,
-            {
-                "name": "echo",
-                "display_name": "Echo",
-                "kind": "builtin",
-                "endpoint": "echo",
-                "events": "[]",
-                "signing": "chime",
-                "timeout_seconds": 2.0,
-                "digest": "0" * 64,
-                "enabled": True,
-                "updated_at": h.clock.now(),
-            },
-        )
+    await declare_bot(h, "echo")  # a bot, as the config would declare it
     account_scoped = "{account_id}" in template
     before = await snapshot(h)
 

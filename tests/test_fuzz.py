@@ -48,8 +48,7 @@ from chimebot.errors import DomainError
 from chimebot.http.pages import OPENAPI
 from chimebot.models import User
 from chimebot.store import accounts as qa
-from chimebot.store import bots as qb
-from tests.conftest import Harness
+from tests.conftest import Harness, declare_bot
 
 T = TypeVar("T")
 
@@ -666,22 +665,7 @@ class World:
         link = await app.services.signin.signin_link(member)
         invitation_token = await self.invitation(f"invitee-{self.builds}@fuzz.example")
         meeting = await app.services.meetings.create(app.admin, "instant", "fuzz", None)
-        async with app.services.store.transaction() as conn:  # a bot, as the config would declare it
-            await qb.put_bot(
-                conn,
-                {
-                    "name": "echo",
-                    "display_name": "Echo",
-                    "kind": "builtin",
-                    "endpoint": "echo",
-                    "events": "[]",
-                    "signing": "chime",
-                    "timeout_seconds": 2.0,
-                    "digest": "0" * 64,
-                    "enabled": True,
-                    "updated_at": app.clock.now(),
-                },
-            )
+        await declare_bot(app, "echo")  # a bot, as the config would declare it
         self.values = {
             "room_id": room_id,
             "other_room_id": other_room_id,
