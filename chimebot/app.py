@@ -15,7 +15,7 @@ from aiohttp.web_request import BaseRequest
 
 from chimebot.clock import Clock
 from chimebot.config import Config
-from chimebot.http import SERVICES, admin, api, audit, bots, calendars, hooks, pages, stream, usage
+from chimebot.http import SERVICES, admin, api, audit, bots, calendars, hooks, pages, stream, usage, webhooks
 from chimebot.http.audit import audit_middleware
 from chimebot.http.errors import error_middleware
 from chimebot.services import Services, build_services
@@ -63,6 +63,7 @@ def app_for(services: Services) -> web.Application:
     app.add_routes(calendars.routes)
     app.add_routes(bots.routes)
     app.add_routes(hooks.routes)
+    app.add_routes(webhooks.routes)
     app.add_routes(stream.routes)
     app[stream.OPEN_STREAMS] = weakref.WeakSet()
     app[RELOADS] = set()

@@ -27,6 +27,13 @@ MEMBER_LEFT = "member.left"
 MESSAGE_CREATED = "message.created"
 MEMBER_UPDATED = "member.updated"
 MEETING_STARTED = "meeting.started"  # a calendar meeting started; in its chat room and calendar rooms
+WEBHOOK_FAILED = "webhook.failed"  # told to a room's administrators: a webhook's template failed
+
+
+def notice_room(user_id: str) -> str:
+    """The room of events meant for one user only: the user's own id, which no room has, so the
+    stream gives them to that user alone (by their ``user_id``)."""
+    return user_id
 
 
 def event_frame(

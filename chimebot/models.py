@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -157,6 +157,12 @@ class Sender:
     name: str
 
 
+WebhookDialect = Literal["auto", "chime", "slack", "teams", "discord"]
+WebhookAuth = Literal["token", "bearer", "standard-webhooks"]
+WEBHOOK_DIALECTS: tuple[WebhookDialect, ...] = ("auto", "chime", "slack", "teams", "discord")
+WEBHOOK_AUTHS: tuple[WebhookAuth, ...] = ("token", "bearer", "standard-webhooks")
+
+
 @dataclass(frozen=True, slots=True)
 class Webhook:
     """An incoming webhook of a room; its token is only ever known as a hash."""
@@ -167,24 +173,45 @@ class Webhook:
     token_hash: str
     from_config: bool
     created_at: datetime
+    dialect: WebhookDialect = "auto"  # how /hooks/{token} reads bodies: by their shape, or one dialect
+    locked: bool = True  # False: a Slack `channel` may name another room of the account
+    template: str | None = None  # a built-in or [[templates]] name: bodies go through it
+    auth: WebhookAuth = "token"
+    signing_secret: str | None = field(default=None, repr=False)  # whsec_…, for standard-webhooks
+    last_dialect: str | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
 
     def to_json(self, base_url: str) -> dict[str, Any]:
-        """The webhook as the API shows it, without its token."""
+        """The webhook as the API shows it, without its token or signing secret."""
         return {
             "id": self.id,
             "room_id": self.room_id,
             "name": self.name,
             "url": f"{base_url}/incomingwebhooks/{self.id}",
+            # Where the token is not taken from the URL, the id names the webhook on /hooks/ too.
+            "hooks_url": f"{base_url}/hooks/{self.id}" if self.auth != "token" else None,
             "from_config": self.from_config,
             "created_at": iso(self.created_at),
+            "dialect": self.dialect,
+            "locked": self.locked,
+            "template": self.template,
+            "auth": self.auth,
+            "last_dialect": self.last_dialect,
+            "last_error": self.last_error,
+            "last_error_at": iso(self.last_error_at) if self.last_error_at else None,
         }
 
     def with_token(self, token: str, base_url: str) -> dict[str, Any]:
         """The webhook right after creation or regeneration: the only time its token is shown."""
-        return self.to_json(base_url) | {
-            "token": token,
-            "url": f"{base_url}/incomingwebhooks/{self.id}?token={token}",
-        }
+        shown = self.to_json(base_url) | {"token": token}
+        if self.auth == "token":  # otherwise the token goes in a header, never in a URL
+            shown |= {
+                "url": f"{base_url}/incomingwebhooks/{self.id}?token={token}",
+                "hooks_url": f"{base_url}/hooks/{token}",  # Slack, Mattermost, Teams, templates
+                "discord_url": f"{base_url}/api/webhooks/{self.id}/{token}",
+            }
+        return shown
 
 
 def message_json(row: Mapping[str, Any]) -> dict[str, Any]:

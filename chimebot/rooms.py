@@ -235,10 +235,12 @@ class Rooms:
         *,
         broadcast_limit: int | None = None,
         guard: tuple[str, str] | None = None,
+        receipt: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         """Store a message durably and publish it; refuse @All/@Present over ``broadcast_limit`` members.
 
-        ``guard`` (webhook id, token hash) must still hold when the message is committed.
+        ``guard`` (webhook id, token hash) must still hold when the message is committed;
+        ``receipt`` (webhook id, idempotency key) is recorded with it, or raises ``Repeated``.
         """
         tokens = mentions.mention_tokens(content)
         found = mentions.NOBODY
@@ -268,7 +270,7 @@ class Rooms:
         }
         event = EventDraft(room_id, MESSAGE_CREATED, now, message=row)
         try:
-            await self._store.writer.post_message(row, event, guard=guard)
+            await self._store.writer.post_message(row, event, guard=guard, receipt=receipt)
         except GuardFailed:
             if guard is not None:
                 raise  # the caller knows what its guard meant

@@ -20,7 +20,7 @@ from chimebot.cluster import RedisDoorbell, RedisTokenBuckets
 from chimebot.config import Config, ConfigError, load_config
 from chimebot.feed import Feed
 from chimebot.imip import ImipInbox, ImipListener
-from chimebot.incoming import IncomingWebhooks
+from chimebot.incoming import IncomingWebhooks, Receiver, Templates
 from chimebot.invitations import Invitations
 from chimebot.mail import Mailer, build_mailer
 from chimebot.meetings import Meetings
@@ -37,7 +37,7 @@ from chimebot.watch import Calendars
 
 log = logging.getLogger(__name__)
 
-RELOADED = {"source", "rooms", "bots"}  # what a reload applies; the rest is read once, at start
+RELOADED = {"source", "rooms", "bots", "templates"}  # what a reload applies; the rest is read once, at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,7 @@ class Services:
         await self.calendars.start()
         await self.imip.start()
         await self.bots.start()
+        self.incoming.receiver.start()
 
     async def bootstrap(self) -> str | None:
         """Create the first account on an empty database and return its sign-in link, else None."""
@@ -106,6 +107,7 @@ class Services:
         reload; not the CLI, which often runs without the config file and would take that as
         "declare nothing")."""
         config = config or self.config
+        self.incoming.receiver.templates = templates_of(config)
         async with self.store.exclusive(STARTUP_LOCK):
             owner = await self.accounts.operator()
             hooks = await self.incoming.apply_declarations(owner, config.rooms)
@@ -170,6 +172,7 @@ class Services:
 
     async def close(self) -> None:
         """Finish queued writes (and announce them), then release connections."""
+        await self.incoming.receiver.stop()
         await self.bots.stop()
         await self.imip.stop()
         await self.calendars.stop()
@@ -179,6 +182,12 @@ class Services:
         await self.store.close()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def templates_of(config: Config) -> Templates:
+    """The templates webhooks may name, with the config's limits."""
+    hooks = config.webhooks
+    return Templates(config.templates, time_limit=hooks.template_seconds, max_chars=hooks.max_content_chars)
 
 
 def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -> Services:
@@ -268,7 +277,9 @@ def build_services(config: Config, data_dir: Path, clock: Clock | None = None) -
         audit=audit,
         mailer=mailer,
         rooms=rooms,
-        incoming=IncomingWebhooks(store, rooms, clock, hooks, limiter),
+        incoming=IncomingWebhooks(
+            store, rooms, clock, hooks, Receiver(store, rooms, clock, hooks, limiter, templates_of(config))
+        ),
         streams=Streams(store, bus, config.stream),
         scheduler=scheduler,
         autocall=autocall,

@@ -24,6 +24,7 @@ from chimebot.config import (
     SchedulerConfig,
     ServerConfig,
     StreamConfig,
+    TemplateDecl,
     WebhookDecl,
     WebhooksConfig,
     load_config,
@@ -119,7 +120,9 @@ def uncommented_example() -> str:
     """The example with its commented-out [[rooms]] block switched on."""
     text = EXAMPLE.read_text(encoding="utf-8")
     head, rooms = text.split("#[[rooms]]")
-    return head + re.sub(r"^#(\[\[rooms|name = |token_env = |id = )", r"\1", "#[[rooms]]" + rooms, flags=re.M)
+    rooms, templates = rooms.split("# Template files")
+    keys = r"^#(\[\[rooms|name = |token_env = |id = |dialect = |locked = |template = |auth = )"
+    return head + re.sub(keys, r"\1", "#[[rooms]]" + rooms, flags=re.M) + "# Template files" + templates
 
 
 def test_example_rooms_block_declares_what_it_says_when_uncommented(write):
@@ -127,7 +130,11 @@ def test_example_rooms_block_declares_what_it_says_when_uncommented(write):
     assert config.rooms == (
         RoomDecl(
             name="Deployments",
-            webhooks=(WebhookDecl("CI", "CHIMEBOT_CI_WEBHOOK_TOKEN", TOKEN, id="abcdEFGH1234_-xyz"),),
+            webhooks=(
+                WebhookDecl(
+                    "CI", "CHIMEBOT_CI_WEBHOOK_TOKEN", TOKEN, id="abcdEFGH1234_-xyz", template="github"
+                ),
+            ),
         ),
     )
 
@@ -138,8 +145,10 @@ def test_example_file_documents_every_key():
         documented = set(raw[section]) | COMMENTED.get(section, set())
         assert documented == {f.name for f in dataclasses.fields(cls)}, section
     text = EXAMPLE.read_text(encoding="utf-8")
-    for name in ("name", "webhooks", "token_env", "id"):  # room/webhook keys, commented out
+    hook_keys = {f.name for f in dataclasses.fields(WebhookDecl)} - {"token", "signing_secret"}  # from env
+    for name in ("webhooks", *hook_keys, *(f.name for f in dataclasses.fields(TemplateDecl))):
         assert re.search(rf"^#({name} = |\[\[rooms\.{name}\]\])", text, re.M), name
+    assert "#[[templates]]" in text
     assert "chimebot check-config config.example.toml" in text
 
 

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
-Format = Literal["text", "markdown", "code"]
+from webhooks.message import DialectError, Format
+
 MAX_CONTENT_CHARS = 4096
 _PREFIXES: tuple[tuple[str, Format], ...] = (("/md ", "markdown"), ("/code ", "code"))
 
 
-class ChimeBodyError(ValueError):
+class ChimeBodyError(DialectError):
     """A body Chime would refuse, with the status it answered and a message for the sender."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +37,11 @@ def parse_body(body: bytes, *, max_chars: int = MAX_CONTENT_CHARS) -> ChimeMessa
         raise ChimeBodyError(
             400, "invalid_json", 'the body is not JSON; send {"Content": "your message"}'
         ) from None
+    return from_json(data, max_chars=max_chars)
+
+
+def from_json(data: Any, *, max_chars: int = MAX_CONTENT_CHARS) -> ChimeMessage:
+    """Read an already-parsed Chime body, or raise ChimeBodyError with Chime's status for it."""
     if not isinstance(data, dict) or "Content" not in data:
         raise ChimeBodyError(400, "missing_content", 'the JSON body has no "Content"; send {"Content": "…"}')
     content = data["Content"]

@@ -23,6 +23,7 @@ from chimebot.bots.endpoints import EndpointRefused, InboundEndpoints
 from chimebot.bots.events import ANSWERABLE, PERSISTENT, Plan, chime_event, with_endpoint
 from chimebot.bots.router import Router
 from chimebot.bots.worker import Delivery, Worker
+from chimebot.bus import notice_room
 from chimebot.clock import Clock
 from chimebot.config import BotDecl, Config
 from chimebot.errors import DomainError, Forbidden, Invalid, NotFound, RateLimited, TooLarge
@@ -41,12 +42,6 @@ ENDPOINT_KEY = "bot-endpoints"
 BOT_UNAVAILABLE = "bot.unavailable"  # told to a user who mentioned a disabled bot
 MAX_PAGE = 200
 REVERIFY_SECONDS = 60.0
-
-
-def notice_room(user_id: str) -> str:
-    """The room of events meant for one user only: the user's own id, which no room has, so the
-    stream gives them to that user alone (by their ``user_id``)."""
-    return user_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The ``chimebot`` command: serve, migrate, check-config, tokens, rooms, webhooks and ``admin`` actions
 (account administration lives in ``chimebot.cli.accounts``, calendars in ``cli.calendar_commands``,
-bots in ``cli.bot_commands``)."""
+bots in ``cli.bot_commands``, webhooks in ``cli.webhook_commands``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from chimebot import __version__
 from chimebot.audit import Entry
-from chimebot.cli import accounts, bot_commands, calendar_commands
+from chimebot.cli import accounts, bot_commands, calendar_commands, webhook_commands
 from chimebot.cli.accounts import Command
 from chimebot.config import Config, ConfigError, load_config
 from chimebot.errors import DomainError
@@ -83,20 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     calendar_commands.add_commands(sub, command)
     bot_commands.add_commands(sub, command)
 
-    hook = sub.add_parser("webhook", help="incoming webhooks").add_subparsers(dest="action", required=True)
-    p = command("create", "create a webhook in a room (by id or name)", hook)
-    p.add_argument("room")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p = command("regenerate", "give a webhook a new URL and token (the old URL stops working)", hook)
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p = command("delete", "delete a webhook", hook)
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p = command("list", "list a room's webhooks", hook)
-    p.add_argument("room")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
+    webhook_commands.add_commands(sub, command)
     return parser
 
 
@@ -271,29 +258,6 @@ async def _signin_link(svc: Services, args: argparse.Namespace) -> dict[str, str
     return {"url": await svc.signin.signin_link(await svc.accounts.user(args.email))}
 
 
-async def _webhook_create(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    operator = await svc.accounts.operator()
-    room = await svc.rooms.resolve(operator, args.room)
-    hook, token = await svc.incoming.create(operator, room.id, args.name)
-    return hook.with_token(token, svc.config.server.base_url)
-
-
-async def _webhook_regenerate(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    hook, token = await svc.incoming.regenerate(await svc.accounts.operator(), args.id)
-    return hook.with_token(token, svc.config.server.base_url)
-
-
-async def _webhook_delete(svc: Services, args: argparse.Namespace) -> dict[str, Any]:
-    await svc.incoming.delete(await svc.accounts.operator(), args.id)
-    return {"deleted": args.id}
-
-
-async def _webhook_list(svc: Services, args: argparse.Namespace) -> list[dict[str, Any]]:
-    operator = await svc.accounts.operator()
-    room = await svc.rooms.resolve(operator, args.room)
-    return [h.to_json(svc.config.server.base_url) for h in await svc.incoming.list(operator, room.id)]
-
-
 async def _migrate(svc: Services, args: argparse.Namespace) -> None:
     print("chimebot: the database is up to date", file=sys.stderr)
 
@@ -302,22 +266,19 @@ _COMMANDS: dict[tuple[str, str | None], Command] = (
     accounts.COMMANDS
     | calendar_commands.COMMANDS
     | bot_commands.COMMANDS
+    | webhook_commands.COMMANDS
     | {
         ("migrate", None): _migrate,
         ("token", "create"): _token_create,
         ("admin", "create-room"): _create_room,
         ("admin", "signin-link"): _signin_link,
-        ("webhook", "create"): _webhook_create,
-        ("webhook", "regenerate"): _webhook_regenerate,
-        ("webhook", "delete"): _webhook_delete,
-        ("webhook", "list"): _webhook_list,
     }
 )
 
 # Commands that change nothing, so they are not written to the audit log.
 _READ_ONLY = {
     _migrate,
-    _webhook_list,
+    *webhook_commands.READ_ONLY,
     *accounts.READ_ONLY,
     *calendar_commands.READ_ONLY,
     *bot_commands.READ_ONLY,

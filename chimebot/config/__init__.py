@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from chimebot.config.reading import ConfigError, Problems, bounded_name, build, got
@@ -33,9 +33,11 @@ from chimebot.config.sections import (
     ServerConfig,
     SmtpConfig,
     StreamConfig,
+    TemplateDecl,
     WebhookDecl,
     WebhooksConfig,
 )
+from webhooks import transforms
 from webhooks.signing import standard_key
 
 DEFAULT_SOURCE = "<defaults>"
@@ -63,6 +65,7 @@ __all__ = [
     "ServerConfig",
     "SmtpConfig",
     "StreamConfig",
+    "TemplateDecl",
     "WebhookDecl",
     "WebhooksConfig",
     "load_config",
@@ -92,6 +95,7 @@ class Config:
     rooms: tuple[RoomDecl, ...] = ()
     calendars: tuple[CalendarDecl, ...] = ()
     bots: tuple[BotDecl, ...] = ()
+    templates: tuple[TemplateDecl, ...] = ()
 
     @property
     def meeting_domain(self) -> str:
@@ -122,10 +126,25 @@ def parse_config(data: dict, source: str = DEFAULT_SOURCE, env: Mapping[str, str
     """Validate an already-parsed TOML dict (source names the file in errors)."""
     problems = Problems(source, os.environ if env is None else env)
     config = build(Config, data, "", problems, source=source)
+    config = _resolve_templates(config)
     _cross_check(config, problems)
     if problems.errors:
         raise ConfigError(problems.errors)
     return config
+
+
+def _resolve_templates(config: Config) -> Config:
+    """Template paths relative to the config file's folder, as a person writing the file means them."""
+    if config.source == DEFAULT_SOURCE:
+        return config
+    folder = os.path.dirname(os.path.abspath(config.source))
+    resolved = tuple(
+        replace(t, path=os.path.join(folder, t.path))
+        if isinstance(t, TemplateDecl) and isinstance(t.path, str)
+        else t
+        for t in config.templates
+    )
+    return replace(config, templates=resolved)
 
 
 def _cross_check(config: Config, problems: Problems) -> None:
@@ -145,8 +164,42 @@ def _cross_check(config: Config, problems: Problems) -> None:
             if isinstance(hook, WebhookDecl):
                 problems.unique(hook_names, hook.name, f"rooms[{i}].webhooks[{j}].name", fold=True)
                 problems.unique(hook_ids, hook.id, f"rooms[{i}].webhooks[{j}].id")
+                _check_webhook(config, hook, f"rooms[{i}].webhooks[{j}]", problems)
+    _check_templates(config, problems)
     _check_calendars(config, problems)
     _check_bots(config, problems)
+
+
+def _check_webhook(config: Config, hook: WebhookDecl, where: str, problems: Problems) -> None:
+    """A template that exists, and a signing secret where the webhook wants signatures."""
+    declared = {t.name for t in config.templates if isinstance(t, TemplateDecl)}
+    if hook.template and hook.template not in transforms.BUILTIN and hook.template not in declared:
+        names = ", ".join([*transforms.BUILTIN, *sorted(declared)])
+        problems.add(f"{where}.template", f"expected one of {names}, got {got(hook.template)}")
+    if hook.auth == "standard-webhooks" and hook.signing_secret_env is None:
+        problems.add(
+            f"{where}.signing_secret_env",
+            "required key is missing when auth = 'standard-webhooks' (expected the name of the "
+            "environment variable holding the whsec_ secret the sender signs with)",
+        )
+
+
+def _check_templates(config: Config, problems: Problems) -> None:
+    """Unique template names that are not built-in names, and files that read and compile."""
+    names: dict[str, str] = {}
+    for i, decl in enumerate(config.templates):
+        if not isinstance(decl, TemplateDecl) or decl.name is None or decl.path is None:
+            continue  # not a table, or a bad key; already reported
+        problems.unique(names, decl.name, f"templates[{i}].name")
+        if decl.name in transforms.BUILTIN:
+            problems.add(
+                f"templates[{i}].name",
+                f"expected a name that is not a built-in template's, got {got(decl.name)}",
+            )
+        try:
+            transforms.load(decl.path)
+        except transforms.TemplateError as exc:
+            problems.add(f"templates[{i}].path", f"expected a jinja2 template that compiles: {exc}")
 
 
 _CALENDAR_SCHEMES = {"caldav": ("http://", "https://"), "ics": ("http://", "https://", "webcal://")}

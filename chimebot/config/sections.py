@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from chimebot.config.reading import bounded_name, env_name, is_domain, is_zone, key, positive, url_key
+from chimebot.models import WebhookAuth, WebhookDialect
 from webhooks import chime
 
 IMIP_SOURCE = "imip"  # the source name of occurrences learnt from mailed invitations
@@ -124,6 +127,12 @@ class WebhooksConfig:
     max_body_bytes: int = key(65536, lambda n: n >= 1024, "an integer >= 1024")
     max_per_room: int = key(10, lambda n: n >= 1, "an integer >= 1")
     mention_all_max_members: int = key(50, lambda n: n >= 1, "an integer >= 1")
+    # The time a template may take on one body before it is stopped (and the admins told).
+    template_seconds: float = key(0.5, lambda x: 0 < x <= 10, "a number of seconds > 0 and <= 10")
+    # How far a Standard Webhooks `webhook-timestamp` may be from now.
+    signature_tolerance_seconds: int = key(300, lambda n: 1 <= n <= 3600, "an integer from 1 to 3600")
+    # How long an Idempotency-Key or webhook-id is remembered (a resend then gets the first answer).
+    receipt_hours: float = key(24.0, lambda x: 0 < x <= 24 * 30, "a number of hours > 0 and <= 720")
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +246,42 @@ class WebhookDecl:
     id: str | None = key(
         None, lambda s: re.fullmatch(r"[A-Za-z0-9_-]{1,64}", s), "1 to 64 of A-Z a-z 0-9 _ -"
     )
+    dialect: WebhookDialect = "auto"
+    locked: bool = True
+    template: str | None = key(
+        None, lambda s: re.fullmatch(TEMPLATE_NAME, s), "a template name (a built-in or a [[templates]] name)"
+    )
+    auth: WebhookAuth = "token"
+    signing_secret_env: str | None = env_name("CHIMEBOT_DEPLOYS_SIGNING_SECRET")
+    # Not a TOML key: read from the environment variable that `signing_secret_env` names.
+    signing_secret: str = key(
+        "",
+        lambda s: _is_whsec(s),
+        "a secret like whsec_<Base64 of 24 to 64 bytes>",
+        env="signing_secret_env",
+        repr=False,
+    )
+
+
+TEMPLATE_NAME = r"[a-z0-9][a-z0-9_-]{0,39}"
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateDecl:
+    """A webhook template file: a sandboxed jinja2 template that turns a JSON payload into a message."""
+
+    name: str = key(check=lambda s: re.fullmatch(TEMPLATE_NAME, s), expect="1 to 40 of a-z 0-9 _ -")
+    path: str = key(check=lambda s: bool(s.strip()), expect="the path of a jinja2 template file")
+
+
+def _is_whsec(secret: str) -> bool:
+    """A check for a Standard Webhooks secret: whsec_ and the Base64 of 24 to 64 bytes."""
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return 24 <= len(base64.b64decode(secret[len("whsec_") :], validate=True)) <= 64
+    except (binascii.Error, ValueError):
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,14 @@ class GuardFailed(Exception):
     """What a message needs no longer holds: its webhook was changed or its room deleted meanwhile."""
 
 
+class Repeated(Exception):
+    """The message's idempotency key was used before; ``message_id`` is what it posted then."""
+
+    def __init__(self, message_id: str | None) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
+
+
 @dataclass(slots=True, eq=False)
 class MessageOp:
     """A message waiting for the writer, and the future its poster awaits."""
@@ -50,6 +58,7 @@ class MessageOp:
     event: EventDraft
     guard: tuple[str, str] | None  # (webhook id, token hash) that must still hold at commit
     future: asyncio.Future[int]
+    receipt: tuple[str, str] | None = None  # (webhook id, idempotency key) recorded with the message
 
 
 def lock_event_log(conn: Connection) -> None:
@@ -62,16 +71,61 @@ def lock_event_log(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOG_LOCK})
 
 
-def write_messages(conn: Connection, ops: list[MessageOp]) -> tuple[list[MessageOp], list[int]]:
-    """Insert the messages whose guards hold, and their events; return them and the event ids."""
+def write_messages(
+    conn: Connection, ops: list[MessageOp]
+) -> tuple[list[MessageOp], list[int], dict[int, str | None]]:
+    """Insert the messages whose guards hold and whose idempotency keys are new, and their events.
+
+    Return the messages inserted, their event ids, and for each message refused as a repeat (by
+    ``id(op)``) the id of the message its key posted first.
+    """
     lock_event_log(conn)
     kept = _check_guards(conn, ops)
+    repeats: dict[int, str | None] = {}
+    if any(op.receipt for op in kept):
+        repeats = _check_receipts(conn, kept)
+        kept = [op for op in kept if id(op) not in repeats]
     if not kept:
-        return kept, []
+        return kept, [], repeats
     if conn.dialect.name == "sqlite":
-        return kept, _sqlite_insert(conn, kept)
-    conn.execute(schema.messages.insert(), [op.row for op in kept])
-    return kept, insert_events(conn, [op.event for op in kept])
+        ids = _sqlite_insert(conn, kept)
+    else:
+        conn.execute(schema.messages.insert(), [op.row for op in kept])
+        ids = insert_events(conn, [op.event for op in kept])
+    receipts = [
+        {
+            "webhook_id": op.receipt[0],
+            "key": op.receipt[1],
+            "message_id": op.row["id"],
+            "created_at": op.row["created_at"],
+        }
+        for op in kept
+        if op.receipt
+    ]
+    if receipts:
+        conn.execute(schema.webhook_receipts.insert(), receipts)
+    return kept, ids, repeats
+
+
+def _check_receipts(conn: Connection, ops: list[MessageOp]) -> dict[int, str | None]:
+    """Find the ops whose idempotency key was recorded before, or earlier in this batch."""
+    t = schema.webhook_receipts
+    keys = {op.receipt for op in ops if op.receipt}
+    rows = conn.execute(
+        select(t.c.webhook_id, t.c.key, t.c.message_id).where(
+            t.c.webhook_id.in_({hook for hook, _ in keys}), t.c.key.in_({key for _, key in keys})
+        )
+    )
+    seen: dict[tuple[str, str], str | None] = {(row[0], row[1]): row[2] for row in rows}
+    repeats: dict[int, str | None] = {}
+    for op in ops:
+        if op.receipt is None:
+            continue
+        if op.receipt in seen:
+            repeats[id(op)] = seen[op.receipt]
+        else:
+            seen[op.receipt] = op.row["id"]
+    return repeats
 
 
 def insert_events(conn: Connection, drafts: list[EventDraft]) -> list[int]:

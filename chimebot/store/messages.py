@@ -22,6 +22,11 @@ async def history(
     return list((await conn.execute(stmt)).mappings())
 
 
+async def message_by_id(conn: AsyncConnection, message_id: str) -> RowMapping | None:
+    """Find a message by its public id."""
+    return (await conn.execute(select(messages).where(messages.c.id == message_id))).mappings().first()
+
+
 async def last_event_id(conn: AsyncConnection) -> int:
     """Return the id of the newest event, or 0."""
     return (await conn.execute(select(func.coalesce(func.max(events.c.id), 0)))).scalar_one()

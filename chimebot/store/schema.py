@@ -204,7 +204,33 @@ webhooks = Table(
     # Declared in the config file: the next start re-applies the declaration.
     Column("from_config", Boolean(), nullable=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
+    # How bodies on /hooks/{token} are read: "auto" (by shape), or one dialect only.
+    Column("dialect", String(16), nullable=False, server_default="auto"),
+    # A locked webhook posts only into its room; an unlocked one honours Slack's `channel`.
+    Column("locked", Boolean(), nullable=False, server_default="1"),
+    # A built-in template's name or a [[templates]] name from the config; bodies then go through it.
+    Column("template", String(64), nullable=True),
+    # "token" (URL or Bearer), "bearer" (Authorization header only) or "standard-webhooks" (signature).
+    Column("auth", String(24), nullable=False, server_default="token"),
+    Column("signing_secret", String(200), nullable=True),  # whsec_…, for auth = standard-webhooks
+    # What the last body was read as, and the last failure; written only when they change.
+    Column("last_dialect", String(16), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("last_error_at", UTCDateTime(), nullable=True),
     UniqueConstraint("room_id", "name", name="uq_webhooks_room_name"),
+    Index("ix_webhooks_token_hash", "token_hash"),  # /hooks/{token} finds its webhook by the token
+)
+
+# What a webhook answered to an Idempotency-Key or webhook-id, so a resent request is not posted twice.
+webhook_receipts = Table(
+    "webhook_receipts",
+    metadata,
+    Column("webhook_id", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column(
+        "message_id", String(36), nullable=True
+    ),  # None: the body was dropped (its template wrote nothing)
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
 )
 
 # Meetings, as far as accounts and billing need them; the meetings issue extends this table.

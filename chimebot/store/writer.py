@@ -26,7 +26,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chimebot.errors import Unavailable
-from chimebot.store.batches import GuardFailed, MessageOp, insert_events, lock_event_log, write_messages
+from chimebot.store.batches import (
+    GuardFailed,
+    MessageOp,
+    Repeated,
+    insert_events,
+    lock_event_log,
+    write_messages,
+)
 from chimebot.store.log import CommittedEvent, EventDraft
 
 log = logging.getLogger(__name__)
@@ -93,15 +100,22 @@ class GroupWriter:
             self._thread = None
 
     async def post_message(
-        self, row: dict[str, Any], event: EventDraft, *, guard: tuple[str, str] | None = None
+        self,
+        row: dict[str, Any],
+        event: EventDraft,
+        *,
+        guard: tuple[str, str] | None = None,
+        receipt: tuple[str, str] | None = None,
     ) -> int:
         """Insert a message row and its event; return the event id once both are committed.
 
         ``guard`` is a (webhook id, token hash) pair checked inside the commit, so a message is
         never accepted through a webhook that another node or process has just regenerated or
-        deleted; the check costs one query per batch, not one per message.
+        deleted; the check costs one query per batch, not one per message. ``receipt`` is a
+        (webhook id, idempotency key) pair recorded in the same commit; a key recorded before
+        raises ``Repeated`` instead.
         """
-        op = MessageOp(row, event, guard, asyncio.get_running_loop().create_future())
+        op = MessageOp(row, event, guard, asyncio.get_running_loop().create_future(), receipt)
         self._submit(op)
         return await op.future
 
@@ -149,7 +163,7 @@ class GroupWriter:
 
     async def _apply_messages(self, ops: list[MessageOp]) -> None:
         try:
-            kept, ids = await self._run_sync(write_messages, ops)
+            kept, ids, repeats = await self._run_sync(write_messages, ops)
         except (IntegrityError, sqlite3.IntegrityError):
             if len(ops) > 1:  # one bad row (its room deleted meanwhile) must not fail its neighbours
                 for op in ops:
@@ -166,7 +180,9 @@ class GroupWriter:
         if len(kept) < len(ops):
             committed = {id(op) for op in kept}  # by identity: comparing ops field by field is slow
             for op in ops:
-                if id(op) not in committed:
+                if id(op) in repeats:
+                    _fail(op.future, Repeated(repeats[id(op)]))
+                elif id(op) not in committed:
                     _fail(op.future, GuardFailed(op.guard[0] if op.guard else op.row["room_id"]))
         self._publish([CommittedEvent(i, op.event) for i, op in zip(ids, kept, strict=True)])
         for event_id, op in zip(ids, kept, strict=True):
