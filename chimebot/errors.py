@@ -23,6 +23,13 @@ class Invalid(DomainError):
     code = "invalid"
 
 
+class Unprocessable(DomainError):
+    """The request is well formed, but the server's own setup could not handle it (a failing template)."""
+
+    status = 422
+    code = "unprocessable"
+
+
 class Unauthorized(DomainError):
     """No credentials, or credentials that do not identify anyone."""
 

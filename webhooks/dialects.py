@@ -34,7 +34,7 @@ def render(dialect: Dialect, data: Any, *, max_chars: int) -> Rendered:
     """Render a parsed body in its dialect; DialectError (status, code, message) when it is refused."""
     if dialect == "chime":
         message = chime.from_json(data, max_chars=max_chars)
-        return Rendered(message.content, message.format)
+        return Rendered(message.content, format=message.format)
     if not isinstance(data, dict):
         raise DialectError(400, "invalid_payload", "the body must be a JSON object")
     rendered = {"slack": slack.render, "teams": teams.render, "discord": discord.render}[dialect](data)

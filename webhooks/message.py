@@ -23,10 +23,10 @@ class Rendered:
     """A message a webhook body asks to post, rendered to Markdown."""
 
     content: str
-    format: Format = "markdown"
     username: str | None = None  # the sender's name the body asks for (Slack `username`, Discord …)
     channel: str | None = None  # the room the body asks for (Slack/Mattermost `channel`)
     dropped: tuple[str, ...] = ()  # the parts that could not be rendered, named for the reader
+    format: Format = "markdown"  # Chime bodies may ask for text or a code block
 
     def text(self) -> str:
         """The content, with a note naming what was left out when something was."""

@@ -55,6 +55,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        # Payloads are often not English: keep their text readable in `tojson` output.
+        self.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
         self.globals.pop("lipsum", None)  # lipsum(n) writes n paragraphs: unbounded work for one call
         self.filters["center"] = _padding(self.filters["center"])
         self.filters["indent"] = _padding(self.filters["indent"])

@@ -128,7 +128,8 @@ def _refusal(dialect: str | None, error: DomainError) -> web.Response:
                 "retry_after": error.retry_after,
                 "global": False,
             }
-        return _json(body, error.status, headers)
+        status = 401 if error.status == 403 else error.status  # Discord: a wrong token is a 401
+        return _json(body, status, headers)
     if dialect in ("chime", TEMPLATE):
         return _json({"error": error.code, "message": error.message}, error.status, headers)
     code = _SLACK_CODES.get(error.code, error.code)

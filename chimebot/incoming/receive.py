@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from chimebot.background import cancel_and_wait
 from chimebot.bus import WEBHOOK_FAILED, notice_room
 from chimebot.clock import Clock
 from chimebot.config import WebhooksConfig
-from chimebot.errors import DomainError, Forbidden, Invalid, NotFound, RateLimited, TooLarge
+from chimebot.errors import DomainError, Forbidden, Invalid, NotFound, RateLimited, TooLarge, Unprocessable
 from chimebot.incoming.templates import Templates
 from chimebot.models import Sender, Webhook
 from chimebot.ratelimit import RateLimiter
@@ -141,7 +141,7 @@ class Receiver:
             raise _domain(exc) from None
         if repeat := await self._repeat(hook, key, "chime"):
             return repeat
-        return await self._post(hook, Rendered(message.content, message.format), "chime", key)
+        return await self._post(hook, Rendered(message.content, format=message.format), "chime", key)
 
     async def post_hook(self, path_key: str, arrival: Arrival) -> Outcome:
         """``/hooks/{token}`` (or ``/hooks/{id}`` with a Bearer token or a signature): any dialect."""
@@ -193,7 +193,7 @@ class Receiver:
             if repeat := await self._repeat(hook, key, "discord"):
                 return repeat
             rendered = dialects.render("discord", data, max_chars=self._config.max_content_chars)
-            rendered = _with_dropped(Rendered(rendered.content, rendered.format, rendered.username), left_out)
+            rendered = _with_dropped(replace(rendered, channel=None), left_out)  # Discord has no `channel`
             return await self._post(hook, rendered, "discord", key)
         except DialectError as exc:
             raise Refused(_domain(exc), "discord") from None
@@ -290,7 +290,7 @@ class Receiver:
             text = await asyncio.to_thread(template.render, data, arrival.headers, arrival.query)
         except TemplateError as exc:
             await self._failed(hook, f"template {hook.template!r}: {exc}", notify=True)
-            raise Invalid(
+            raise Unprocessable(
                 "this webhook's template failed on the body; the room's administrators were told why "
                 "and can see it in the webhook's last_error",
                 code="template_failed",
@@ -433,9 +433,7 @@ def _with_dropped(rendered: Rendered, left_out: tuple[str, ...]) -> Rendered:
     """A rendered message that also names the parts of the HTTP body left out (file uploads)."""
     if not left_out:
         return rendered
-    return Rendered(
-        rendered.content, rendered.format, rendered.username, rendered.channel, (*rendered.dropped, *left_out)
-    )
+    return replace(rendered, dropped=(*rendered.dropped, *left_out))
 
 
 def _domain(exc: DialectError) -> DomainError:
