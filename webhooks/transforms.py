@@ -85,6 +85,16 @@ class Sandbox(ImmutableSandboxedEnvironment):
             )
         return tree
 
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Refuse, besides what the sandbox refuses, the string methods that pad to a given width."""
+        if isinstance(obj, str) and attr in _PADDING_METHODS:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> None:
+        """No str.format at all (the sandbox's does not bound widths); `is_safe_attribute` refuses it."""
+        return None
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Look up an attribute under the time limit."""
         self.tick()
