@@ -21,7 +21,7 @@ def render(
 
 
 def test_a_template_reads_the_payload_headers_and_query() -> None:
-    source = "{{ payload.repo.name }} by {{ headers['x-github-event'] }} {{ query.phase }} {{ payload.no.such }}!"
+    source = "{{ payload.repo.name }} by {{ headers['x-github-event'] }} {{ query.phase }} {{ payload.a.b }}!"
     transform = Transform(source, name="t")
     text = transform.render({"repo": {"name": "chimebot"}}, {"X-GitHub-Event": "push"}, {"phase": "done"})
     assert text == "chimebot by push done !"
