@@ -313,3 +313,28 @@ def test_sighup_applies_new_bots_and_the_bot_commands_show_and_place_them(tmp_pa
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_webhook_commands_set_show_and_list_the_settings(tmp_path: Path) -> None:
+    def webhook(*args: str) -> Any:
+        return as_json(chimebot("webhook", *args, "--json", cwd=tmp_path))
+
+    chimebot("admin", "create-room", "Alerts", cwd=tmp_path)
+    assert webhook("templates")[:2] == ["github", "gitlab"]
+    made = webhook("create", "Alerts", "Grafana", "--template", "grafana", "--unlocked")
+    assert (made["template"], made["locked"], made["auth"]) == ("grafana", False, "token")
+    assert made["hooks_url"].endswith(f"/hooks/{made['token']}")
+    changed = webhook(
+        "set", made["id"], "--no-template", "--dialect", "discord", "--auth", "standard-webhooks"
+    )
+    assert (changed["template"], changed["dialect"], changed["auth"]) == (
+        None,
+        "discord",
+        "standard-webhooks",
+    )
+    assert changed["signing_secret"].startswith("whsec_")  # generated, and shown this once
+    shown = webhook("show", made["id"])
+    assert "signing_secret" not in shown and shown["hooks_url"].endswith(f"/hooks/{made['id']}")
+    assert [h["name"] for h in webhook("list", "Alerts")] == ["Grafana"]
+    refused = chimebot("webhook", "set", made["id"], "--template", "nope", cwd=tmp_path)
+    assert refused.returncode == 1 and "no template named 'nope'" in refused.stderr

@@ -595,3 +595,59 @@ def test_bot_errors_name_the_key(bots, env, error):
     with pytest.raises(ConfigError) as caught:
         parse_config({"bots": bots}, source="<test>", env=env)
     assert caught.value.errors == (error,)
+
+
+def _hook(**keys):
+    """A [[rooms]] table with one webhook declaring ``keys``."""
+    return [{"name": "Ops", "webhooks": [{"name": "CI", "token_env": "T"} | keys]}]
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (
+            {"rooms": _hook(template="jira")},
+            "<test>: rooms[0].webhooks[0].template: expected one of github, gitlab, alertmanager, grafana, "
+            "sentry, jenkins, generic, got 'jira'",
+        ),
+        (
+            {"rooms": _hook(auth="standard-webhooks")},
+            "<test>: rooms[0].webhooks[0].signing_secret_env: required key is missing when auth = "
+            "'standard-webhooks' (expected the name of the environment variable holding the whsec_ secret "
+            "the sender signs with)",
+        ),
+        (
+            {"rooms": _hook(auth="standard-webhooks", signing_secret_env="S")},
+            "<test>: rooms[0].webhooks[0].signing_secret_env: expected environment variable S to hold a secret "
+            "like whsec_<Base64 of 24 to 64 bytes>, got 12 characters",
+        ),
+        (
+            {"rooms": _hook(dialect="irc")},
+            "<test>: rooms[0].webhooks[0].dialect: expected one of 'auto', 'chime', 'slack', 'teams', "
+            "'discord', got 'irc'",
+        ),
+        (
+            {"templates": [{"name": "github", "path": "x.j2"}]},
+            "<test>: templates[0].name: expected a name that is not a built-in template's, got 'github'",
+        ),
+    ],
+)
+def test_webhook_settings_errors_name_the_key(data, error):
+    env = {"T": "a-token-of-sixteen-chars", "S": "not-a-whsec"[:12].ljust(12, "x")}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source="<test>", env=env)
+    assert error in caught.value.errors
+
+
+def test_a_template_file_that_does_not_compile_names_the_file_and_line(tmp_path):
+    (tmp_path / "broken.md.j2").write_text("ok\n{% if payload.x %}\nno end", encoding="utf-8")
+    (tmp_path / "config.toml").write_text(
+        '[[templates]]\nname = "broken"\npath = "broken.md.j2"\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "config.toml")
+    [error] = caught.value.errors
+    assert error.startswith(
+        f"{tmp_path / 'config.toml'}: templates[0].path: expected a jinja2 template that compiles: "
+    )
+    assert f"{tmp_path / 'broken.md.j2'}, line 3" in error

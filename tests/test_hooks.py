@@ -47,6 +47,7 @@ def fixtures(dialect: str) -> list[Path]:
 # -- Slack and Mattermost ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 async def test_slack_json_form_and_multipart_bodies_post_the_same_message(app: Harness) -> None:
     room_id = await app.room()
     hook = await app.webhook(room_id, "Deploys")
@@ -349,6 +350,7 @@ async def test_standard_webhooks_signatures_are_required_and_replays_post_once(a
     assert (resp.status, await resp.text()) == (403, "invalid_signature")
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 @pytest.mark.parametrize("app_config", [FAST], indirect=True)
 async def test_an_idempotency_key_seen_before_returns_the_first_result(app: Harness) -> None:
     room_id = await app.room()
@@ -416,3 +418,63 @@ async def test_settings_are_checked_and_shown(app: Harness) -> None:
         f"/api/v1/webhooks/{hook['id']}", json={"locked": False}, headers=app.auth(token)
     )
     assert resp.status in (403, 404)
+
+
+SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
+DECLARED = {
+    "env": {"DEPLOY_TOKEN": "declared-token-0123456789", "DEPLOY_SIGNING": SIGNING_SECRET},
+    "templates": [{"name": "deploys", "path": str(FIXTURES / "templates" / "deploys.md.j2")}],
+    "rooms": [
+        {
+            "name": "Deployments",
+            "webhooks": [
+                {
+                    "name": "Deploys",
+                    "id": "deploys",
+                    "token_env": "DEPLOY_TOKEN",
+                    "template": "deploys",
+                    "auth": "bearer",
+                },
+                {
+                    "name": "Signed",
+                    "id": "signed",
+                    "token_env": "DEPLOY_TOKEN",
+                    "auth": "standard-webhooks",
+                    "signing_secret_env": "DEPLOY_SIGNING",
+                    "dialect": "slack",
+                    "locked": False,
+                },
+            ],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("app_config", [DECLARED], indirect=True)
+async def test_webhooks_declared_in_the_config_file_take_its_settings(app: Harness) -> None:
+    rooms = await (await app.client.get("/api/v1/rooms", headers=app.auth())).json()
+    [room] = [r for r in rooms["rooms"] if r["name"] == "Deployments"]
+    bearer = {"Authorization": "Bearer declared-token-0123456789"}
+    resp = await app.client.post(
+        "/hooks/deploys", json={"service": "api", "version": "1.4.2"}, headers=bearer
+    )
+    assert resp.status == 200, await resp.text()
+    body = json.dumps({"text": "signed and sent"}).encode()
+    signed = signing.standard_headers(SIGNING_SECRET, "msg_1", body, app.clock.now())
+    resp = await app.client.post("/hooks/signed", data=body, headers=signed)
+    assert (resp.status, await resp.text()) == (200, "ok")
+    assert [m["content"] for m in await history(app, room["id"])] == [
+        "signed and sent",
+        "Deployed **api** 1.4.2",
+    ]
+    shown = await (await app.client.get("/api/v1/webhooks/signed", headers=app.auth())).json()
+    assert (shown["auth"], shown["dialect"], shown["locked"], shown["from_config"]) == (
+        "standard-webhooks",
+        "slack",
+        False,
+        True,
+    )
+    assert shown["hooks_url"].endswith("/hooks/signed") and "signing_secret" not in shown
+    resp = await app.client.patch("/api/v1/webhooks/deploys", json={"template": None}, headers=app.auth())
+    assert (resp.status, (await resp.json())["error"]) == (409, "declared_in_config")
