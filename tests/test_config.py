@@ -618,8 +618,8 @@ def _hook(**keys):
         ),
         (
             {"rooms": _hook(auth="standard-webhooks", signing_secret_env="S")},
-            "<test>: rooms[0].webhooks[0].signing_secret_env: expected environment variable S to hold a secret "
-            "like whsec_<Base64 of 24 to 64 bytes>, got 12 characters",
+            "<test>: rooms[0].webhooks[0].signing_secret_env: expected environment variable S to hold "
+            "a secret like whsec_<Base64 of 24 to 64 bytes>, got 12 characters",
         ),
         (
             {"rooms": _hook(dialect="irc")},
