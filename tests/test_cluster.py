@@ -59,7 +59,7 @@ async def setup_room(node: Node) -> tuple[str, dict[str, Any], str]:
     admin = await node.services.accounts.operator()
     token = await node.services.signin.create_token(admin, "test")
     room = await node.services.rooms.create(admin, f"room-{uuid.uuid4().hex[:6]}")
-    hook, hook_token = await node.services.incoming.create(admin, room.id, "CI")
+    hook, hook_token, _ = await node.services.incoming.create(admin, room.id, "CI")
     return token, {"id": hook.id, "token": hook_token}, room.id
 
 

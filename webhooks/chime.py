@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from webhooks.message import DialectError, Format
+from webhooks.message import DialectError, Format, storable
 
 MAX_CONTENT_CHARS = 4096
 _PREFIXES: tuple[tuple[str, Format], ...] = (("/md ", "markdown"), ("/code ", "code"))
@@ -47,7 +47,7 @@ def from_json(data: Any, *, max_chars: int = MAX_CONTENT_CHARS) -> ChimeMessage:
     content = data["Content"]
     if not isinstance(content, str):
         raise ChimeBodyError(400, "invalid_content", '"Content" must be a string')
-    if "\x00" in content or not _encodable(content):
+    if not storable(content):
         raise ChimeBodyError(
             400, "invalid_content", '"Content" holds a NUL or an unpaired surrogate (\\ud800)'
         )
@@ -63,15 +63,6 @@ def from_json(data: Any, *, max_chars: int = MAX_CONTENT_CHARS) -> ChimeMessage:
             413, "content_too_long", f'"Content" has {len(content)} characters; the limit is {max_chars}'
         )
     return ChimeMessage(content, fmt)
-
-
-def _encodable(text: str) -> bool:
-    """Tell whether text can be stored as UTF-8 (JSON escapes allow lone surrogates, which cannot)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def success_body(message_id: str, room_id: str) -> dict[str, str]:

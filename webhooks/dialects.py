@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from webhooks import chime, discord, slack, teams
-from webhooks.message import DialectError, Rendered
+from webhooks.message import DialectError, Rendered, storable
 
 Dialect = Literal["chime", "slack", "teams", "discord"]
 DIALECTS: tuple[Dialect, ...] = ("chime", "slack", "teams", "discord")
@@ -43,14 +43,6 @@ def render(dialect: Dialect, data: Any, *, max_chars: int) -> Rendered:
         raise DialectError(
             413, "msg_too_long", f"the message has {len(text)} characters; the limit is {max_chars}"
         )
-    if "\x00" in text or not _encodable(text):
+    if not storable(text):
         raise DialectError(400, "invalid_payload", "the message holds a NUL or an unpaired surrogate")
     return rendered
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -34,3 +34,14 @@ class Rendered:
             return self.content
         note = f"_(not shown: {', '.join(self.dropped)})_"
         return f"{self.content}\n\n{note}" if self.content else note
+
+
+def storable(text: str) -> bool:
+    """Tell whether text can be stored: no NUL, and UTF-8 encodable (JSON escapes allow lone surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -35,7 +35,7 @@ from chimebot.store import webhooks as q
 from chimebot.store.batches import GuardFailed, Repeated
 from chimebot.store.log import EventDraft
 from webhooks import bodies, chime, dialects, signing
-from webhooks.message import DialectError, Rendered
+from webhooks.message import DialectError, Rendered, storable
 from webhooks.transforms import TemplateError
 
 log = logging.getLogger(__name__)
@@ -297,8 +297,8 @@ class Receiver:
             ) from None
         if text is None:
             return None
-        if "\x00" in text:
-            text = text.replace("\x00", "")
+        if not storable(text):  # a payload's NUL or lone surrogate, copied by the template
+            text = text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
         return Rendered(text)
 
     async def _post(self, hook: Webhook, rendered: Rendered, dialect: str, key: str | None) -> Outcome:
