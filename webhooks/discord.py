@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from webhooks import markdown as md
 from webhooks.message import DialectError, Rendered
 
 MAX_EMBEDS = 10
@@ -18,7 +19,6 @@ INVALID_FORM_BODY = "50035"
 # allowed_mentions, tts, avatar_url, flags and thread_name are accepted and change nothing here: the
 # room has its own mentions, no speech, and the webhook's own name and picture.
 _UNSHOWN = ("components", "poll", "attachments", "files")  # named in Rendered.dropped
-_SAFE_SCHEMES = ("http://", "https://", "mailto:")
 
 
 def is_discord(data: object) -> bool:
@@ -41,10 +41,10 @@ def render(data: dict[str, Any]) -> Rendered:
         raise _invalid("embeds", f"Must be {MAX_EMBEDS} or fewer in length.")
     blocks = [content.strip()] + [_embed(embed, f"embeds.{i}") for i, embed in enumerate(embeds or [])]
     dropped = tuple(key for key in _UNSHOWN if data.get(key))
-    text = _clean("\n\n".join(block for block in blocks if block))
+    text = md.clean("\n\n".join(block for block in blocks if block))
     if not text and not dropped:  # a poll or components alone still post something in Discord
         raise DialectError(400, EMPTY_MESSAGE, "Cannot send an empty message")
-    return Rendered(text, username=_clean(username.strip()) or None, dropped=dropped)
+    return Rendered(text, username=md.clean(username.strip()) or None, dropped=dropped)
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -97,12 +97,12 @@ def _embed(embed: object, path: str) -> str:
         raise _invalid(path, "Must be an object.")
     author = _object(embed, "author", path)
     name = _string(author, "name", f"{path}.author").strip()
-    author_url = _url(_string(author, "url", f"{path}.author"))
+    author_url = _string(author, "url", f"{path}.author")
     title = _string(embed, "title", path).strip()
-    title_url = _url(_string(embed, "url", path))
+    title_url = _string(embed, "url", path)
     lines = [
-        _link(name, author_url) if name and author_url else name,
-        _bold(_link(title, title_url) if title_url else title) if title else "",
+        md.link(name, author_url) if name else "",
+        md.bold(md.link(title, title_url)) if title else "",
         _string(embed, "description", path).strip(),
     ]
     fields = embed.get("fields")
@@ -111,8 +111,8 @@ def _embed(embed: object, path: str) -> str:
     for i, field in enumerate(fields or []):
         lines.append(_field(field, f"{path}.fields.{i}"))
     for key in ("image", "thumbnail"):
-        if url := _url(_string(_object(embed, key, path), "url", f"{path}.{key}")):
-            lines.append(_link(key, url))
+        if url := md.url(_string(_object(embed, key, path), "url", f"{path}.{key}")):
+            lines.append(md.link(key, url))
     footer = _string(_object(embed, "footer", path), "text", f"{path}.footer").strip()
     lines.append(" · ".join(part for part in (footer, _timestamp(embed, path)) if part))
     return "\n".join(line for line in lines if line)
@@ -126,7 +126,7 @@ def _field(field: object, path: str) -> str:
             raise _invalid(f"{path}.{key}", "This field is required")
     name, value = _string(field, "name", path).strip(), _string(field, "value", path).strip()
     # Inline or not, a chat message has one column: each field gets its own line.
-    return f"{_bold(name)}: {value}" if name and value else _bold(name) or value
+    return f"{md.bold(name)}: {value}" if name and value else md.bold(name) or value
 
 
 def _timestamp(embed: dict[str, Any], path: str) -> str:
@@ -134,12 +134,11 @@ def _timestamp(embed: dict[str, Any], path: str) -> str:
     if not raw:
         return ""
     try:
-        moment = datetime.fromisoformat(raw)
-        moment = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+        moment = md.in_utc(datetime.fromisoformat(raw))
     except (ValueError, OverflowError):
         raise _invalid(f"{path}.timestamp", f"Could not parse {raw[:40]}. Should be ISO8601.") from None
     # Discord shows it in each reader's zone; a chat message cannot, so it says which zone it is in.
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
+    return md.stamp(moment)
 
 
 def _string(obj: dict[str, Any], key: str, path: str) -> str:
@@ -165,25 +164,3 @@ def _object(obj: dict[str, Any], key: str, path: str) -> dict[str, Any]:
 
 def _invalid(path: str, problem: str) -> DialectError:
     return DialectError(400, INVALID_FORM_BODY, f"Invalid Form Body: {path}: {problem}")
-
-
-def _bold(text: str) -> str:
-    # Markdown bold cannot span lines nor contain itself; such text stays as written.
-    return f"**{text}**" if text and "\n" not in text and "**" not in text else text
-
-
-def _url(value: str) -> str | None:
-    """A link target safe to put in Markdown, or None (only web and mail links are followed)."""
-    if not value.strip().lower().startswith(_SAFE_SCHEMES):
-        return None
-    return value.strip().replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-
-
-def _link(label: str, url: str) -> str:
-    label = " ".join(label.split()).replace("[", "\\[").replace("]", "\\]")
-    return f"[{label}]({url})"
-
-
-def _clean(text: str) -> str:
-    """Text that can be stored: no NUL, no unpaired surrogate (JSON escapes allow both)."""
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from webhooks import markdown as md
 from webhooks.message import DialectError, Rendered
 
 SUCCESS_TEXT = "1"  # the body Teams answered a connector post with; pymsteams checks for it
@@ -25,7 +26,6 @@ _CARD_KEYS = frozenset(
     | {"correlationId", "expectedActors", "originator", "hideOriginalBody"}
 )
 _CARD_ONLY_KEYS = ("sections", "potentialAction", "themeColor", "summary")  # never in a Slack body
-_SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _DATE_FUNCTION = re.compile(
     r"\{\{(DATE|TIME)\(\s*([^,)\s]+)\s*(?:,\s*(?:SHORT|LONG|COMPACT)\s*)?\)\}\}", re.IGNORECASE
 )
@@ -52,7 +52,7 @@ def render(data: dict[str, Any]) -> Rendered:
             blocks += _attachment(attachment, dropped)
     else:
         blocks = _message_card(data, dropped)
-    content = _clean("\n\n".join(block for block in blocks if block))
+    content = md.clean("\n\n".join(block for block in blocks if block))
     if not content.strip():
         found = f" (it holds only: {', '.join(dict.fromkeys(dropped))})" if dropped else ""
         hint = '; give a MessageCard a "text", "title" or "sections", or an Adaptive Card a TextBlock'
@@ -95,7 +95,7 @@ def _attachment(attachment: dict[str, Any], dropped: list[str]) -> list[str]:
 
 
 def _message_card(card: dict[str, Any], dropped: list[str]) -> list[str]:
-    blocks = [_bold(_text(card.get("title"))), _text(card.get("text"))]
+    blocks = [md.bold(_text(card.get("title"))), _text(card.get("text"))]
     for section in _list(card.get("sections")):
         if isinstance(section, dict):
             blocks += _section(section, dropped)
@@ -107,17 +107,17 @@ def _message_card(card: dict[str, Any], dropped: list[str]) -> list[str]:
 
 def _section(section: dict[str, Any], dropped: list[str]) -> list[str]:
     activity = [
-        _bold(_text(section.get("activityTitle"))),
-        _italic(_text(section.get("activitySubtitle"))),
+        md.bold(_text(section.get("activityTitle"))),
+        md.italic(_text(section.get("activitySubtitle"))),
         _text(section.get("activityText")),
     ]  # activityImage is the actor's avatar: decoration, left out on purpose
     images = [
-        _link(_text(image.get("title")) or "image", url)
+        md.link(_text(image.get("title")) or "image", url)
         for image in [section.get("heroImage"), *_list(section.get("images"))]
-        if isinstance(image, dict) and (url := _url(image.get("image")))
+        if isinstance(image, dict) and (url := md.url(image.get("image")))
     ]
     return [
-        _bold(_text(section.get("title"))),
+        md.bold(_text(section.get("title"))),
         _lines(activity),
         _text(section.get("text")),
         _facts(section.get("facts"), "name", "value"),
@@ -139,16 +139,16 @@ def _actions(actions: object, dropped: list[str]) -> str:
                 (t for t in _list(action.get("targets")) if isinstance(t, dict)),
                 key=lambda t: t.get("os") != "default",  # the browser's link first
             )
-            url = next((u for t in targets if (u := _url(t.get("uri")))), None)
+            url = next((u for t in targets if (u := md.url(t.get("uri")))), None)
         elif kind == "ViewAction":  # the legacy OpenUri (pymsteams' link buttons): "target": [url]
-            url = _url(next(iter(_list(action.get("target"))), None))
+            url = md.url(next(iter(_list(action.get("target"))), None))
         elif kind == "Action.OpenUrl":
-            url = _url(action.get("url"))
+            url = md.url(action.get("url"))
         else:  # forms, posts back to the sender, ShowCard: they need the card, not a message
             dropped.append(kind if isinstance(kind, str) and kind else "action")
             continue
         if url or label:
-            links.append(_link(label or url, url) if url else label)
+            links.append(md.link(label, url))
     return " · ".join(links)
 
 
@@ -173,7 +173,7 @@ def _element(element: object, blocks: list[str], dropped: list[str], depth: int)
         if str(element.get("size", "")).lower() in ("large", "extralarge") and text and "\n" not in text:
             blocks.append(f"### {text}")
         else:
-            blocks.append(_bold(text) if str(element.get("weight", "")).lower() == "bolder" else text)
+            blocks.append(md.bold(text) if str(element.get("weight", "")).lower() == "bolder" else text)
     elif kind == "RichTextBlock":
         blocks.append("".join(_text_run(run) for run in _list(element.get("inlines"))))
     elif kind == "FactSet":
@@ -184,8 +184,8 @@ def _element(element: object, blocks: list[str], dropped: list[str], depth: int)
                 child = {**child, "type": "Column"}  # columns often leave their type out
             _element(child, blocks, dropped, depth + 1)
     elif kind == "Image":
-        if url := _url(element.get("url")):
-            blocks.append(_link(_adaptive_text(element.get("altText")) or "image", url))
+        if url := md.url(element.get("url")):
+            blocks.append(md.link(_adaptive_text(element.get("altText")) or "image", url))
     elif kind == "ActionSet":
         blocks.append(_actions(element.get("actions"), dropped))
     elif isinstance(element.get("fallback"), dict):  # what the card asks to show where kind is unknown
@@ -198,16 +198,16 @@ def _text_run(run: object) -> str:
     if not isinstance(run, dict):
         return run if isinstance(run, str) else ""
     text = _adaptive_text(run.get("text"))
-    text = _bold(text) if str(run.get("weight", "")).lower() == "bolder" else text
-    text = _italic(text) if run.get("italic") is True else text
-    text = f"~~{text}~~" if run.get("strikethrough") is True and text else text
+    text = md.bold(text) if str(run.get("weight", "")).lower() == "bolder" else text
+    text = md.italic(text) if run.get("italic") is True else text
+    text = md.strike(text) if run.get("strikethrough") is True else text
     action = run.get("selectAction")
     url = (
-        _url(action.get("url"))
+        md.url(action.get("url"))
         if isinstance(action, dict) and action.get("type") == "Action.OpenUrl"
         else None
     )
-    return _link(text or url, url) if url else text
+    return md.link(text, url)
 
 
 def _adaptive_text(value: object) -> str:
@@ -220,7 +220,7 @@ def _date_function(match: re.Match[str]) -> str:
     """{{DATE(2017-02-14T06:08:39Z, SHORT)}} → 2017-02-14; {{TIME(…)}} → 06:08 UTC."""
     try:
         moment = datetime.fromisoformat(match.group(2))
-        moment = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+        moment = md.in_utc(moment)
     except (ValueError, OverflowError):  # not a date, or one that leaves the calendar in UTC
         return match.group(0)
     return f"{moment:%Y-%m-%d}" if match.group(1).upper() == "DATE" else f"{moment:%H:%M} UTC"
@@ -245,39 +245,8 @@ def _lines(lines: Iterable[str]) -> str:
 
 def _facts(facts: object, name_key: str, value_key: str) -> str:
     """Facts as "- **name**: value" lines."""
-    lines = []
-    for fact in _list(facts):
-        if isinstance(fact, dict):
-            # Authors often end fact names with ":" ("Board:"); the line adds its own.
-            name, value = _adaptive_text(fact.get(name_key)).rstrip(":"), _adaptive_text(fact.get(value_key))
-            if name and value:
-                lines.append(f"- {_bold(name)}: {value}")
-            elif name or value:
-                lines.append(f"- {name or value}")
-    return _lines(lines)
-
-
-def _bold(text: str) -> str:
-    # Markdown bold cannot span lines nor contain itself; such text stays as written.
-    return f"**{text}**" if text and "\n" not in text and "**" not in text else text
-
-
-def _italic(text: str) -> str:
-    return f"_{text}_" if text and "\n" not in text and "_" not in text and "*" not in text else text
-
-
-def _url(value: object) -> str | None:
-    """A link target safe to put in Markdown, or None (only web and mail links are followed)."""
-    if not isinstance(value, str) or not value.strip().lower().startswith(_SAFE_SCHEMES):
-        return None
-    return value.strip().replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-
-
-def _link(label: str, url: str) -> str:
-    label = " ".join(label.split()).replace("[", "\\[").replace("]", "\\]")
-    return f"[{label}]({url})"
-
-
-def _clean(text: str) -> str:
-    """Text that can be stored: no NUL, no unpaired surrogate (JSON escapes allow both)."""
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return _lines(
+        md.fact(_adaptive_text(fact.get(name_key)), _adaptive_text(fact.get(value_key)))
+        for fact in _list(facts)
+        if isinstance(fact, dict)
+    )
