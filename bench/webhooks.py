@@ -1,10 +1,13 @@
 """Benchmark chimebot's Chime-compatible webhooks against bare aiohttp ceilings (see shared/PERFORMANCE.md).
 
 Run: .venv/bin/python bench/webhooks.py [--duration S] [--runs N] [--quick] [--json]
-Figures: ingest (wrk -t1 -c64 on the webhook, one stream client counting frames) and fan-out
-(a 64-connection poster, 100 stream clients measuring delivery delay). Each figure is measured next
-to a bare aiohttp ceiling in the same run; all load comes from other processes on 127.0.0.1.
-Hidden subcommands (_bare, _clients, _poster) run those processes.
+Figures: ingest (wrk -t1 -c64 on the Chime webhook, one stream client counting frames), the same on
+`/hooks/{token}` with a Slack body (a link and one attachment) and with GitHub's push payload through
+the `github` template, and fan-out (a 64-connection poster, 100 stream clients measuring delivery
+delay). Each figure is measured next to a bare aiohttp ceiling that parses the same body in the same
+run; the Slack and template figures are also compared with the Chime path of the same run. All load
+comes from other processes on 127.0.0.1. Hidden subcommands (_bare, _clients, _poster) run those
+processes.
 """
 
 from __future__ import annotations
@@ -40,12 +43,51 @@ CONNECTIONS = 64
 FANOUT_CLIENTS = 100
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 TARGETS = {"ingest": 0.5, "fanout": 0.7}
+# Run in this order; the figures without a target are compared with the ceiling and the Chime path.
+FIGURES = ("ingest", "slack", "template", "fanout")
+WRK_FIGURES = ("ingest", "slack", "template")  # measured with wrk on one webhook URL
+# The rate limit applies to every webhook, on /incomingwebhooks/ and /hooks/ alike.
 CONFIG_TOML = '[webhooks]\nrate_per_second = 1000000\nburst = 1000000\n[logging]\nlevel = "warning"\n'
-WRK_LUA = """wrk.method = "POST"
-wrk.body = '{"Content": "bench message"}'
-wrk.headers["Content-Type"] = "application/json"
-"""
 JSON_HEADERS = {"Content-Type": "application/json"}
+# A typical Slack incoming-webhook body: mrkdwn text with a link, one attachment with fields.
+SLACK_BODY = {
+    "text": "Deployed <https://ci.example.com/chimebot/builds/4242|build 4242> of `chimebot` to production",
+    "username": "ci-bot",
+    "attachments": [
+        {
+            "color": "good",
+            "title": "Build 4242 passed",
+            "title_link": "https://ci.example.com/chimebot/builds/4242",
+            "text": "All 1,204 tests passed in 3m 12s on <https://git.example.com/chimebot/commit/0d1a26e|0d1a26e>",
+            "fields": [
+                {"title": "Branch", "value": "main", "short": True},
+                {"title": "Environment", "value": "production", "short": True},
+            ],
+            "footer": "CI",
+            "ts": 1764000000,
+        }
+    ],
+}
+GITHUB_FIXTURE = ROOT / "tests" / "fixtures" / "github" / "push_1_commit.json"
+TEMPLATE = "github"
+# Each wrk figure: its body, its request headers, and how its answer reads (checked before the load).
+WRK_BODIES: dict[str, tuple[bytes, dict[str, str], str]] = {
+    "ingest": (b'{"Content": "bench message"}', JSON_HEADERS, "chime"),
+    "slack": (json.dumps(SLACK_BODY).encode(), JSON_HEADERS, "slack"),
+    "template": (GITHUB_FIXTURE.read_bytes(), {**JSON_HEADERS, "X-GitHub-Event": "push"}, "chime"),
+}
+
+
+def wrk_lua(body: bytes, headers: dict[str, str]) -> str:
+    """A wrk script that POSTs `body` with `headers` (the body in a Lua long string, verbatim)."""
+    text = body.decode()
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    eq = "=" * level
+    lines = ['wrk.method = "POST"', f"wrk.body = [{eq}[{text}]{eq}]"]
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
+    return "\n".join(lines) + "\n"
 
 
 class BenchError(RuntimeError):
@@ -64,8 +106,9 @@ def run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
 # ---------------------------------------------------------------- subprocess side: bare ceilings
 
 
-def bare_app(fanout: bool) -> web.Application:
+def bare_app(figure: str) -> web.Application:
     """Build the ceiling server: parse the JSON body, broadcast one frame string if fanout, answer 200."""
+    fanout = figure == "fanout"
     clients: set[web.WebSocketResponse] = set()
     counter = 0
 
@@ -88,6 +131,15 @@ def bare_app(fanout: bool) -> web.Application:
                     await ws.send_str(frame)
         return web.json_response({"MessageId": str(counter), "RoomId": "bare"})
 
+    async def hook(request: web.Request) -> web.Response:
+        # /hooks/{token}: the same parse, answered as chimebot answers that body (Slack: text/plain ok).
+        nonlocal counter
+        await request.json()
+        counter += 1
+        if figure == "slack":
+            return web.Response(text="ok", content_type="text/plain")
+        return web.json_response({"MessageId": str(counter), "RoomId": "bare"})
+
     async def stream(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=False)  # as chimebot: small frames, one encoding for all
         await ws.prepare(request)
@@ -105,15 +157,16 @@ def bare_app(fanout: bool) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/incomingwebhooks/{id}", post)
+    app.router.add_post("/hooks/{key}", hook)
     app.router.add_get("/healthz", healthz)
     if fanout:
         app.router.add_get("/api/v1/stream", stream)
     return app
 
 
-async def serve_bare(fanout: bool, port: int) -> None:
-    """Serve the bare app on 127.0.0.1:port until SIGTERM."""
-    runner = web.AppRunner(bare_app(fanout), access_log=None)  # no access log: chimebot logs warnings only
+async def serve_bare(figure: str, port: int) -> None:
+    """Serve the bare app for one figure on 127.0.0.1:port until SIGTERM."""
+    runner = web.AppRunner(bare_app(figure), access_log=None)  # no access log: chimebot logs warnings only
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
     stop = asyncio.Event()
@@ -279,16 +332,22 @@ def server(kind: str, figure: str) -> Iterator[dict[str, str]]:
         try:
             wait_healthy(proc, port, log)
             if kind == "bare":
+                post = "/incomingwebhooks/bare?token=x" if figure in ("ingest", "fanout") else "/hooks/bare"
                 yield {
-                    "post": f"http://127.0.0.1:{port}/incomingwebhooks/bare?token=x",
+                    "post": f"http://127.0.0.1:{port}{post}",
                     "stream": f"ws://127.0.0.1:{port}/api/v1/stream?token=x",
                 }
             else:
                 token = chimebot_cli(base, "token", "create", "admin@localhost", *opts)["token"]
                 chimebot_cli(base, "admin", "create-room", "bench", *opts)
-                hook = chimebot_cli(base, "webhook", "create", "bench", "bench-hook", *opts)
+                extra = ["--template", TEMPLATE] if figure == "template" else []
+                hook = chimebot_cli(base, "webhook", "create", "bench", "bench-hook", *extra, *opts)
+                if figure in ("ingest", "fanout"):
+                    post = f"/incomingwebhooks/{hook['id']}?token={hook['token']}"
+                else:
+                    post = f"/hooks/{hook['token']}"
                 yield {
-                    "post": f"http://127.0.0.1:{port}/incomingwebhooks/{hook['id']}?token={hook['token']}",
+                    "post": f"http://127.0.0.1:{port}{post}",
                     "stream": f"ws://127.0.0.1:{port}/api/v1/stream?token={token}",
                 }
         finally:
@@ -345,11 +404,39 @@ def parse_wrk(out: str) -> dict[str, Any]:
     }
 
 
-def measure_ingest(kind: str, duration: float) -> dict[str, Any]:
-    """wrk the webhook; for chimebot, with one stream client counting message.created frames."""
-    with server(kind, "ingest") as urls, tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
-        lua.write(WRK_LUA)
+def check_answer(url: str, figure: str) -> None:
+    """POST the figure's body once and check the answer is the success the figure is meant to measure."""
+    body, headers, answer = WRK_BODIES[figure]
+
+    async def post() -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.post(url, data=body, headers=headers) as resp,
+        ):
+            return resp.status, await resp.text(errors="replace")
+
+    try:
+        status, text = asyncio.run(post())
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise BenchError(f"{figure}: the check request failed: {exc!r}") from exc
+    ok = False
+    if answer == "slack":
+        ok = status == 200 and text == "ok"
+    else:  # a MessageId, not null: a template that drops the event answers {"MessageId": null}
+        with contextlib.suppress(ValueError, AttributeError):
+            ok = status == 200 and bool(json.loads(text).get("MessageId"))
+    if not ok:
+        raise BenchError(f"{figure}: the check request was answered {status} {text[:500]!r}")
+
+
+def measure_ingest(kind: str, figure: str, duration: float) -> dict[str, Any]:
+    """wrk one webhook URL with the figure's body; for chimebot, with one stream client counting frames."""
+    body, headers, _ = WRK_BODIES[figure]
+    with server(kind, figure) as urls, tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(wrk_lua(body, headers))
         lua.flush()
+        # Before the stream client subscribes, so its count holds only the load's messages.
+        check_answer(urls["post"], figure)
         wrk = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency", "-s", lua.name]
         with contextlib.ExitStack() as stack:
             # The bare ceiling has no stream; chimebot is measured with one subscriber attached.
@@ -398,10 +485,11 @@ def measure_fanout(kind: str, duration: float) -> dict[str, Any]:
 
 def measure(kind: str, figure: str, duration: float) -> dict[str, Any]:
     """Measure one figure on one server; record a chimebot failure so the ceilings still print."""
-    print(f"  {figure:6} {kind:8} ...", file=sys.stderr, flush=True)
-    fn = measure_ingest if figure == "ingest" else measure_fanout
+    print(f"  {figure:8} {kind:8} ...", file=sys.stderr, flush=True)
     try:
-        return fn(kind, duration)
+        if figure == "fanout":
+            return measure_fanout(kind, duration)
+        return measure_ingest(kind, figure, duration)
     except (BenchError, subprocess.TimeoutExpired, OSError, KeyError, ValueError) as exc:
         if kind == "bare":
             raise
@@ -431,12 +519,19 @@ def machine_facts() -> dict[str, Any]:
 def summarise(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """Reduce per-run results to medians and ratios."""
     summary: dict[str, Any] = {}
-    for figure, rate in (("ingest", "rps"), ("fanout", "msg_per_s")):
+    for figure in FIGURES:
+        rate = "msg_per_s" if figure == "fanout" else "rps"
         keys = (rate, "p50_ms", "p99_ms")
         fig = {kind: {k: median(runs, k) for k in keys} for kind, runs in raw[figure].items()}
         c, b = fig["chimebot"][rate], fig["bare"][rate]
         fig["ratio"] = c / b if c is not None and b else None
-        fig["target"] = TARGETS[figure]
+        if figure in WRK_FIGURES and figure != "ingest":
+            # Against the Chime path (and its ceiling) of the same run.
+            chime = summary["ingest"]
+            for kind in ("chimebot", "bare"):
+                r, base = fig[kind]["rps"], chime[kind]["rps"]
+                fig[kind]["vs_chime"] = r / base if r is not None and base else None
+        fig["target"] = TARGETS.get(figure)
         fig["runs"] = raw[figure]
         summary[figure] = fig
     return summary
@@ -449,40 +544,56 @@ def fmt(v: float | None, spec: str = ",.0f") -> str:
 
 def print_table(summary: dict[str, Any], facts: dict[str, Any], duration: float, runs: int) -> None:
     """Print the human-readable result table."""
-    ing, fan = summary["ingest"], summary["fanout"]
-    rows = [("figure", "chimebot", "ceiling", "ratio", "target")]
-    for label, fig, key in (("ingest req/s", ing, "rps"), ("fan-out msg/s", fan, "msg_per_s")):
-        ratio = fig["ratio"]
-        ok = "" if ratio is None else (" ok" if ratio >= fig["target"] else " BELOW")
+    labels = {
+        "ingest": "ingest req/s",
+        "slack": "slack req/s",
+        "template": f"{TEMPLATE} tpl req/s",
+        "fanout": "fan-out msg/s",
+    }
+    rows = [("figure", "chimebot", "ceiling", "ratio", "target", "vs Chime")]
+    for figure in FIGURES:
+        fig = summary[figure]
+        key = "msg_per_s" if figure == "fanout" else "rps"
+        ratio, target = fig["ratio"], fig["target"]
+        ok = "" if ratio is None or target is None else (" ok" if ratio >= target else " BELOW")
+        vs_chime = fig["chimebot"].get("vs_chime")
         rows.append(
             (
-                label,
+                labels[figure],
                 fmt(fig["chimebot"][key]),
                 fmt(fig["bare"][key]),
                 fmt(ratio, ".2f") + ok,
-                f">= {fig['target']}",
+                "-" if target is None else f">= {target}",
+                "" if figure not in WRK_FIGURES[1:] else fmt(vs_chime, ".2f"),
             )
         )
         for p in ("p50_ms", "p99_ms"):
-            name = f"  {'latency' if fig is ing else 'delay'} {p[:3]} ms"
-            rows.append((name, fmt(fig["chimebot"][p], ".2f"), fmt(fig["bare"][p], ".2f"), "", ""))
+            name = f"  {'delay' if figure == 'fanout' else 'latency'} {p[:3]} ms"
+            rows.append((name, fmt(fig["chimebot"][p], ".2f"), fmt(fig["bare"][p], ".2f"), "", "", ""))
     print(f"\nchimebot webhooks: {runs} run(s) x {duration:g} s, {CONNECTIONS} connections, medians")
     print(", ".join(f"{k}={v}" for k, v in facts.items()))
     for row in rows:
-        print(f"{row[0]:<20}{row[1]:>12}{row[2]:>12}{row[3]:>12}{row[4]:>9}")
-    for i, r in enumerate(ing["runs"]["chimebot"], 1):
-        if "error" in r:
-            print(f"ingest run {i}: chimebot error: {r['error']}")
-            continue
-        # wrk does not count the (up to 64) requests in flight when it stops, which may still commit.
-        extra = r["stream_frames"] - (r["requests"] - r["non2xx"])
-        ok = 0 <= extra <= CONNECTIONS + r["socket_errors"] and not r["stream_closed"]
-        closed = ", stream closed early" if r["stream_closed"] else ""
-        print(
-            f"ingest run {i}: wrk {r['requests']:,} responses ({r['non2xx']} non-2xx, {r['socket_errors']}"
-            f" socket errors); stream saw {r['stream_frames']:,} message.created ({extra:+} vs 2xx, in"
-            f" flight at wrk stop): {'match' if ok else 'MISMATCH'}{closed}"
-        )
+        print(f"{row[0]:<20}{row[1]:>12}{row[2]:>12}{row[3]:>12}{row[4]:>9}{row[5]:>10}")
+    print(
+        f"(ceilings: bare aiohttp parsing the same body; vs Chime: chimebot's req/s over its Chime path's;"
+        f" the {TEMPLATE} ceiling is {fmt(summary['template']['bare']['vs_chime'], '.2f')} x the Chime"
+        f" ceiling, the Slack ceiling {fmt(summary['slack']['bare']['vs_chime'], '.2f')} x)"
+    )
+    for figure in WRK_FIGURES:
+        for i, r in enumerate(summary[figure]["runs"]["chimebot"], 1):
+            if "error" in r:
+                print(f"{figure} run {i}: chimebot error: {r['error']}")
+                continue
+            # wrk does not count the (up to 64) requests in flight when it stops, which may still commit.
+            extra = r["stream_frames"] - (r["requests"] - r["non2xx"])
+            ok = 0 <= extra <= CONNECTIONS + r["socket_errors"] and not r["stream_closed"]
+            closed = ", stream closed early" if r["stream_closed"] else ""
+            print(
+                f"{figure} run {i}: wrk {r['requests']:,} responses ({r['non2xx']} non-2xx,"
+                f" {r['socket_errors']} socket errors); stream saw {r['stream_frames']:,} message.created"
+                f" ({extra:+} vs 2xx, in flight at wrk stop): {'match' if ok else 'MISMATCH'}{closed}"
+            )
+    fan = summary["fanout"]
     for i, (r, bare) in enumerate(zip(fan["runs"]["chimebot"], fan["runs"]["bare"], strict=True), 1):
         if "error" in r:
             print(f"fan-out run {i}: chimebot error: {r['error']}")
@@ -499,7 +610,7 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         cmd, *a = sys.argv[1:]
         if cmd == "_bare":
-            run_loop(serve_bare(a[0] == "fanout", int(a[1])))
+            run_loop(serve_bare(a[0], int(a[1])))
         elif cmd == "_clients":
             state, delays = run_loop(stream_clients(a[0], int(a[1]), float(a[3])))
             Path(a[2]).write_bytes(delays.tobytes())
@@ -519,12 +630,12 @@ def main() -> int:
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (apt-get install -y wrk)")
     facts = machine_facts()
-    raw: dict[str, dict[str, list[dict[str, Any]]]] = {f: {"chimebot": [], "bare": []} for f in TARGETS}
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {f: {"chimebot": [], "bare": []} for f in FIGURES}
     for run in range(runs):
         print(f"run {run + 1}/{runs}", file=sys.stderr, flush=True)
         # Alternate the order so neither side always runs on a warmer (or hotter) machine.
         kinds = ("bare", "chimebot") if run % 2 == 0 else ("chimebot", "bare")
-        for figure in TARGETS:
+        for figure in FIGURES:
             for kind in kinds:
                 raw[figure][kind].append(measure(kind, figure, duration))
     summary = summarise(raw)
