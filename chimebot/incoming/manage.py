@@ -186,13 +186,9 @@ class IncomingWebhooks:
                     if current is None:
                         await q.insert_webhook(conn, hook)
                         changes.append(f"{where} created")
-                    else:
+                    elif hook != current:  # the status fields come from `current`: settings differ
                         await q.update_declared(conn, hook)
-                        before = (current.room_id, current.name, current.token_hash, current.from_config)
-                        if before != (room.id, decl.name, token_hash, True) or q.settings_of(
-                            current
-                        ) != q.settings_of(hook):
-                            changes.append(f"{where} updated")
+                        changes.append(f"{where} updated")
                     kept.add(hook_id)
                     self.receiver.forget(hook_id)
             log.info("room %r: %d declared webhook(s) applied", room.name, len(room_decl.webhooks))
