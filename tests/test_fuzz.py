@@ -17,6 +17,14 @@ that is rebuilt whenever a request deletes or regenerates something, so that eve
 shrinking, can reach the handlers behind the id checks. ``SEEDS`` are explicit examples of shapes that broke
 the server once; they run first, every time.
 
+The webhook URLs (``/hooks/{key}``, Discord's ``/api/webhooks/{id}/{token}``, Chime's
+``/incomingwebhooks/{id}``) get a test of their own: Slack/Mattermost, Teams, Discord, Chime and template
+bodies built from their senders' documented shapes, as JSON, Slack's ``payload=`` form and Discord's
+multipart form, to webhooks of every ``auth`` (a token in the path, a Bearer header, a Standard Webhooks
+signature made at send time). Their answers come in the senders' dialects (Slack's error names in
+text/plain, Discord's JSON), so a request of the documented method, path and headers is judged by the
+OpenAPI document instead: its status must be documented and its body must match the documented schema.
+
 By default the run is derandomized (the same examples every time, as CI needs) and sends a few hundred
 requests; set ``CHIMEBOT_FUZZ_EXAMPLES=5000`` to explore that many fresh random examples instead.
 """
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gzip
 import json
 import logging
@@ -49,12 +58,20 @@ from chimebot.http.pages import OPENAPI
 from chimebot.models import User
 from chimebot.store import accounts as qa
 from tests.conftest import Harness, declare_bot
+from webhooks import discord, signing, slack
+
+try:  # optional, as in test_openapi: with it, the webhook URLs' answers are checked against their schemas
+    import jsonschema
+except ImportError:  # pragma: no cover
+    jsonschema = None
 
 T = TypeVar("T")
 
 EXPLORE = int(os.environ.get("CHIMEBOT_FUZZ_EXAMPLES", "0") or 0)
 # The deterministic CI run: 600 HTTP requests and 200 WebSocket handshakes, about 10 s on 2 cores.
 HTTP_EXAMPLES = EXPLORE or 600
+# The webhook URLs again, alone: they read the most kinds of body (and of credentials) of any route.
+WEBHOOK_EXAMPLES = EXPLORE or 500
 WS_EXAMPLES = max(EXPLORE // 4, 200) if EXPLORE else 200
 
 
@@ -104,7 +121,39 @@ REAL_FOR_PARAM = {
     "meeting_id": ["meeting_id"],
     "domain": ["domain"],
     "name": ["bot_name"],
+    # /hooks/{key}: a token, or the id of a webhook whose token comes in a header or that is signed.
+    "key": [
+        "webhook_token",
+        "webhook_token",
+        "template_webhook_token",
+        "bearer_webhook_id",
+        "signed_webhook_id",
+        "webhook_id",
+    ],
 }
+# Where one route gives a parameter other ids than its name usually stands for.
+REAL_FOR_ROUTE_PARAM = {
+    ("/incomingwebhooks/{webhook_id}", "webhook_id"): [
+        "webhook_id",
+        "webhook_id",
+        "bearer_webhook_id",
+        "signed_webhook_id",
+    ],
+    # Discord's URL: the plain webhook with its own token; the signed one, whose path token is not read.
+    ("/api/webhooks/{webhook_id}/{token}", "webhook_id"): ["webhook_id", "webhook_id", "signed_webhook_id"],
+    ("/api/webhooks/{webhook_id}/{token}", "token"): ["webhook_token"],
+}
+HOOKS = "/hooks/{key}"
+DISCORD = "/api/webhooks/{webhook_id}/{token}"
+CHIME = "/incomingwebhooks/{webhook_id}"
+WEBHOOK_URLS = (HOOKS, DISCORD, CHIME)
+
+
+def real_for(template: str, param: str) -> list[str]:
+    """The world keys a path parameter of a route is normally given."""
+    return REAL_FOR_ROUTE_PARAM.get((template, param), REAL_FOR_PARAM[param])
+
+
 WORLD_KEYS = [
     "room_id",
     "other_room_id",
@@ -112,6 +161,10 @@ WORLD_KEYS = [
     "admin_id",
     "webhook_id",
     "webhook_token",
+    "template_webhook_token",
+    "bearer_webhook_id",
+    "bearer_webhook_token",
+    "signed_webhook_id",
     "token_id",
     "signin_token",
     "invitation_token",
@@ -124,6 +177,9 @@ WORLD_KEYS = [
     "cursor",
 ]
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
+BODY_PLACEHOLDER = re.compile(rb"\{(\w+)\}")
+# Header values that stand for a Standard Webhooks signature of the body as sent, made at send time.
+SIGNATURE, TIMESTAMP = "{signature}", "{timestamp}"
 # aiohttp refuses request and header lines over 8190 bytes; a little margin keeps the judgement exact enough.
 LONG_LINE = 8000
 MEMBER_EMAIL = "fuzz-member@example.com"
@@ -193,10 +249,10 @@ def rarely(draw: st.DrawFn, tenths: int) -> bool:
     return draw(st.integers(0, 9)) >= 10 - tenths
 
 
-def path_segment(param: str) -> st.SearchStrategy[str]:
+def path_segment(template: str, param: str) -> st.SearchStrategy[str]:
     """A wild value for one path parameter: another kind of id, junk, broken encodings, very long."""
     junk = st.one_of(junk_text.map(encoded), st.sampled_from(RAW_PIECES), long_pieces)
-    real = placeholders(REAL_FOR_PARAM[param])
+    real = placeholders(real_for(template, param))
     return st.one_of(
         real,
         placeholders(WORLD_KEYS),
@@ -210,11 +266,13 @@ def paths(draw: st.DrawFn, template: str, wild: bool) -> str:
     """A path for a documented template with real ids, or (``wild``) with anything in them; "" is no route."""
     if not template:
         pieces = draw(st.lists(st.one_of(junk_text.map(encoded), st.sampled_from(RAW_PIECES)), max_size=4))
-        start = draw(st.sampled_from(["/", "/api/v1/", "/incomingwebhooks/", "/signin/"]))
+        start = draw(
+            st.sampled_from(["/", "/api/v1/", "/incomingwebhooks/", "/signin/", "/hooks/", "/api/webhooks/"])
+        )
         return start + "/".join(pieces)
     if not wild:
-        return PLACEHOLDER.sub(lambda m: draw(placeholders(REAL_FOR_PARAM[m.group(1)])), template)
-    path = PLACEHOLDER.sub(lambda m: draw(path_segment(m.group(1))), template)
+        return PLACEHOLDER.sub(lambda m: draw(placeholders(real_for(template, m.group(1)))), template)
+    path = PLACEHOLDER.sub(lambda m: draw(path_segment(template, m.group(1))), template)
     if draw(st.booleans()):
         path = draw(st.sampled_from(["/", "/api/v1/..", "/api/v1/%2e%2e"])) + path
     if draw(st.booleans()):
@@ -259,13 +317,15 @@ cursors = st.one_of(
     junk_text,
 )
 secrets_ = st.one_of(
-    placeholders(["webhook_token", "admin_token", "member_token", "signin_token"]), junk_text
+    placeholders(["webhook_token", "bearer_webhook_token", "admin_token", "member_token", "signin_token"]),
+    junk_text,
 )
 QUERY_VALUES: dict[str, st.SearchStrategy[str]] = {
     "since": numbers,
     "limit": numbers,
     "cursor": cursors,
     "token": secrets_,
+    "wait": st.one_of(st.sampled_from(["true", "true", "TRUE", "false", "1", ""]), junk_text),
 }
 
 
@@ -278,6 +338,8 @@ def query_value(value: str) -> str:
 QUERY_KEYS_FOR = {
     "/api/v1/rooms/{room_id}/messages": ["limit", "cursor"],
     "/api/v1/stream": ["since"],
+    HOOKS: ["wait"],
+    DISCORD: ["wait"],
 }
 
 
@@ -286,7 +348,7 @@ def queries(draw: st.DrawFn, template: str, wild: bool) -> str:
     """The parameters a route reads, with values from valid to absurd; ``wild`` adds junk of any kind."""
     parts = []
     # The webhook's own token, so that its body is read; a wild query may drop it.
-    if template == "/incomingwebhooks/{webhook_id}" and not (wild and draw(st.booleans())):
+    if template == CHIME and not (wild and draw(st.booleans())):
         parts.append("token={webhook_token}")
     for key in QUERY_KEYS_FOR.get(template, []):
         if draw(st.booleans()):
@@ -310,6 +372,7 @@ odd_authorizations = st.one_of(
             "Bearer",
             "Bearer ",
             "Bearer {webhook_token}",
+            "Bearer {bearer_webhook_token}",
             "Basic YWRtaW46YWRtaW4=",
             "Token {admin_token}",
             "Bearer {admin_token} junk",
@@ -354,7 +417,18 @@ extras = st.one_of(
         ]
     ),
     st.tuples(
-        st.sampled_from(["X-Forwarded-For", "Idempotency-Key", "webhook-id", "X-" + "a" * 50]), header_text
+        st.sampled_from(
+            [
+                "X-Forwarded-For",
+                "Idempotency-Key",
+                "webhook-id",
+                "webhook-timestamp",
+                "webhook-signature",
+                "X-GitHub-Event",
+                "X-" + "a" * 50,
+            ]
+        ),
+        header_text,
     ),
 )
 
@@ -552,6 +626,474 @@ ROUTE_BODIES = {
 }
 
 
+# -- the webhook URLs: bodies as Slack/Mattermost, Teams, Discord and Chime senders send them -----------
+
+URLS = st.sampled_from(
+    [
+        "https://ci.example.com/42",
+        "http://x",
+        "mailto:ops@example.com",
+        "javascript:alert(1)",
+        "ftp://old.example",
+        "//evil.example",
+        "",
+        "example.com",
+        "https://a.example/" + "a" * 3000,
+        "https://a.example/(x)[y]<z>",
+    ]
+)
+# Pieces of Slack mrkdwn (or Mattermost Markdown) that the renderer translates, to mix with junk.
+MRKDWN = [
+    "<!channel>",
+    "<!here>",
+    "<!everyone>",
+    "<!all>",
+    "@channel",
+    "@here",
+    "<https://ci.example.com/42|build 42>",
+    "<https://ci.example.com>",
+    "<mailto:a@example.com|mail>",
+    "<javascript:alert(1)|x>",
+    "<javascript:x>",
+    "<@U123|alice>",
+    "<@U123>",
+    "<#C123|general>",
+    "<!subteam^S123>",
+    "<!subteam^S123|@ops>",
+    "<!date^1392734382^{date_num} {time}|Feb 18>",
+    "<!date^99999999999999999999^{date}|far>",
+    "<!date^-99999999999^{date_long}^https://x|x>",
+    "<!date^x>",
+    "```code```",
+    "```\nfenced\n```",
+    "`x`",
+    "*bold*",
+    "~strike~",
+    "_it_",
+    "&amp; &lt; &gt;",
+    "<",
+    ">",
+    "|",
+    "\n",
+    "> quote",
+    "[md](https://x)",
+    "@All",
+    "@fuzz-member",
+    f"@{MEMBER_EMAIL}",
+    "<at>alice</at>",
+    "{{DATE(2026-01-05T09:00:00Z, SHORT)}}",
+]
+mrkdwn = st.one_of(
+    nasty_text, st.lists(st.one_of(st.sampled_from(MRKDWN), nasty_text), min_size=1, max_size=6).map("".join)
+)
+texts = st.one_of(mrkdwn, mrkdwn, mrkdwn, json_values)  # now and then a value of the wrong type
+
+
+def some(**optional: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """An object with any of these keys."""
+    return st.fixed_dictionaries({}, optional=optional)
+
+
+def typed(kind: str | list[str], **required: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """A Slack block or Adaptive Card element: ``type`` and the keys it needs."""
+    kinds = st.just(kind) if isinstance(kind, str) else st.sampled_from(kind)
+    return st.fixed_dictionaries({"type": kinds, **required})
+
+
+slack_text_objects = st.fixed_dictionaries(
+    {"type": st.sampled_from(["mrkdwn", "plain_text", "junk"]), "text": texts},
+    optional={"emoji": st.booleans()},
+)
+slack_elements = st.one_of(
+    typed("button", text=slack_text_objects, url=URLS),
+    typed("button", text=slack_text_objects),
+    typed(["static_select", "datepicker", "overflow", "users_select"], placeholder=slack_text_objects),
+    typed("image", image_url=URLS, alt_text=texts),
+    slack_text_objects,
+    json_values,
+)
+slack_blocks = st.one_of(
+    typed("section", text=slack_text_objects),
+    typed("section", fields=st.lists(slack_text_objects, max_size=3), accessory=slack_elements),
+    typed("header", text=slack_text_objects),
+    typed("divider"),
+    typed(["context", "actions"], elements=st.one_of(st.lists(slack_elements, max_size=3), json_values)),
+    typed("image", image_url=URLS, alt_text=texts),
+    typed(["input", "rich_text", "video", "file", "junk"], elements=json_values),
+    json_values,
+)
+slack_attachments = some(
+    fallback=texts,
+    color=st.one_of(st.sampled_from(["good", "warning", "danger", "#36a64f", "#zzz", ""]), texts),
+    pretext=texts,
+    author_name=texts,
+    author_link=URLS,
+    title=texts,
+    title_link=URLS,
+    text=texts,
+    fields=st.one_of(st.lists(some(title=texts, value=texts, short=st.booleans()), max_size=3), json_values),
+    image_url=URLS,
+    footer=texts,
+    ts=st.one_of(numbers, st.integers(-(10**20), 10**20), st.floats()),
+    actions=st.lists(some(type=st.sampled_from(["button", "select"]), text=texts, url=URLS), max_size=2),
+    blocks=st.lists(slack_blocks, max_size=2),
+)
+slack_lists = st.one_of(
+    st.lists(slack_attachments, max_size=3),
+    st.just([{"text": "a"}] * (slack.MAX_ATTACHMENTS + 1)),
+    json_values,
+)
+SLACK_EXTRAS: dict[str, st.SearchStrategy[Any]] = {
+    "username": texts,
+    "icon_emoji": st.just(":ghost:"),
+    "icon_url": URLS,
+    # Rooms by id or name, resolved at send time; honoured by the unlocked (bearer) webhook only.
+    "channel": st.one_of(
+        st.sampled_from(
+            ["{other_room_id}", "#{other_room_id}", "{room_id}", "#general", "nowhere", "@alice", ""]
+        ),
+        texts,
+    ),
+    "attachments": slack_lists,
+    "blocks": st.one_of(st.lists(slack_blocks, max_size=4), json_values),
+}
+
+
+def without(keys: dict[str, T], key: str) -> dict[str, T]:
+    """The optional keys of an object whose ``key`` is required."""
+    return {k: v for k, v in keys.items() if k != key}
+
+
+slack_bodies = st.one_of(
+    st.fixed_dictionaries({"text": texts}, optional=SLACK_EXTRAS),
+    st.fixed_dictionaries({"attachments": slack_lists}, optional=without(SLACK_EXTRAS, "attachments")),
+    st.fixed_dictionaries(
+        {"blocks": st.lists(slack_blocks, max_size=4)}, optional=without(SLACK_EXTRAS, "blocks")
+    ),
+    st.fixed_dictionaries(  # Mattermost
+        {"props": some(attachments=slack_lists, card=texts)}, optional={"text": texts, "username": texts}
+    ),
+)
+
+message_cards = st.fixed_dictionaries(
+    {
+        "@type": st.sampled_from(["MessageCard", "messagecard"]),
+        "@context": st.just("https://schema.org/extensions"),
+    },
+    optional={
+        "summary": texts,
+        "title": texts,
+        "text": texts,
+        "themeColor": st.sampled_from(["0076D7", "red", ""]),
+        "sections": st.one_of(
+            st.lists(
+                some(
+                    activityTitle=texts,
+                    activitySubtitle=texts,
+                    activityImage=URLS,
+                    activityText=texts,
+                    title=texts,
+                    text=texts,
+                    markdown=st.booleans(),
+                    facts=st.one_of(st.lists(some(name=texts, value=texts), max_size=3), json_values),
+                    images=st.lists(some(image=URLS, title=texts), max_size=2),
+                    potentialAction=json_values,
+                ),
+                max_size=3,
+            ),
+            json_values,
+        ),
+        "potentialAction": st.one_of(
+            st.lists(
+                st.one_of(
+                    st.fixed_dictionaries(
+                        {
+                            "@type": st.just("OpenUri"),
+                            "name": texts,
+                            "targets": st.lists(some(os=st.just("default"), uri=URLS), max_size=2),
+                        }
+                    ),
+                    st.fixed_dictionaries(
+                        {"@type": st.sampled_from(["HttpPOST", "ActionCard", "ViewAction"]), "name": texts},
+                        optional={"target": st.lists(URLS, max_size=1)},
+                    ),
+                    json_values,
+                ),
+                max_size=3,
+            ),
+            json_values,
+        ),
+    },
+)
+adaptive_actions = st.lists(
+    st.one_of(
+        typed("Action.OpenUrl", title=texts, url=URLS),
+        typed(["Action.Submit", "Action.ShowCard", "Action.Execute", "Action.Junk"], title=texts),
+        json_values,
+    ),
+    max_size=3,
+)
+text_runs = st.one_of(
+    texts,
+    st.fixed_dictionaries(
+        {"type": st.just("TextRun"), "text": texts},
+        optional={
+            "weight": st.sampled_from(["Bolder", "Default"]),
+            "italic": st.booleans(),
+            "strikethrough": st.booleans(),
+            "selectAction": typed("Action.OpenUrl", url=URLS),
+        },
+    ),
+)
+adaptive_leaves = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.just("TextBlock"), "text": texts},
+        optional={
+            "weight": st.sampled_from(["Bolder", "Default"]),
+            "size": st.sampled_from(["Large", "Small"]),
+        },
+    ),
+    typed("FactSet", facts=st.one_of(st.lists(some(title=texts, value=texts), max_size=3), json_values)),
+    typed("Image", url=URLS),
+    typed("RichTextBlock", inlines=st.lists(text_runs, max_size=3)),
+    typed("ActionSet", actions=adaptive_actions),
+    typed(["Input.Text", "Input.ChoiceSet", "Media", "Table", "Junk"]),
+    json_values,
+)
+adaptive_elements = st.recursive(
+    adaptive_leaves,
+    lambda inner: st.one_of(
+        typed("Container", items=st.lists(inner, max_size=3)),
+        typed("ColumnSet", columns=st.lists(typed("Column", items=st.lists(inner, max_size=2)), max_size=3)),
+    ),
+    max_leaves=8,
+)
+adaptive_cards = st.fixed_dictionaries(
+    {"type": st.just("AdaptiveCard"), "body": st.lists(adaptive_elements, max_size=4)},
+    optional={
+        "version": st.sampled_from(["1.4", "1.5", "9"]),
+        "$schema": st.just("http://adaptivecards.io/schemas/adaptive-card.json"),
+        "actions": adaptive_actions,
+        "msteams": st.just({"entities": [{"type": "mention", "text": "<at>alice</at>", "mentioned": {}}]}),
+    },
+)
+
+
+def nested_card(depth: int) -> dict[str, Any]:
+    """An Adaptive Card with containers nested ``depth`` deep (cards nest; a hostile one nests a lot)."""
+    element: dict[str, Any] = {"type": "TextBlock", "text": f"depth {depth}"}
+    for _ in range(depth):
+        element = {"type": "Container", "items": [element]}
+    return {"type": "AdaptiveCard", "body": [element]}
+
+
+teams_bodies = st.one_of(
+    message_cards,
+    adaptive_cards,
+    st.builds(
+        lambda cards, kind: {
+            "type": "message",
+            "attachments": [{"contentType": kind, "contentUrl": None, "content": card} for card in cards],
+        },
+        st.lists(st.one_of(adaptive_cards, message_cards), min_size=1, max_size=2),
+        st.sampled_from(
+            [
+                "application/vnd.microsoft.card.adaptive",
+                "application/vnd.microsoft.teams.card.o365connector",
+                "application/vnd.microsoft.card.hero",
+            ]
+        ),
+    ),
+    st.sampled_from([20, 33, 200, 300]).map(nested_card),
+)
+
+discord_embeds = some(
+    title=texts,
+    description=texts,
+    url=URLS,
+    color=st.one_of(st.integers(-1, 2**24), json_values),
+    timestamp=st.one_of(
+        st.sampled_from(
+            [
+                "2026-01-05T09:00:00.000Z",
+                "2026-01-05T09:00:00+01:00",
+                "2026-13-45T99:00:00Z",
+                "9999-12-31T23:59:59.999999-14:00",
+                "yesterday",
+                "",
+            ]
+        ),
+        json_values,
+    ),
+    author=st.one_of(some(name=texts, url=URLS, icon_url=URLS), json_values),
+    footer=st.one_of(some(text=texts, icon_url=URLS), json_values),
+    fields=st.one_of(
+        st.lists(
+            st.fixed_dictionaries({"name": texts, "value": texts}, optional={"inline": st.booleans()}),
+            max_size=3,
+        ),
+        json_values,
+    ),
+    image=some(url=URLS),
+    thumbnail=some(url=URLS),
+)
+DISCORD_EXTRAS: dict[str, st.SearchStrategy[Any]] = {
+    "username": texts,
+    "avatar_url": URLS,
+    "tts": st.booleans(),
+    "allowed_mentions": some(parse=st.lists(st.sampled_from(["everyone", "users", "roles"]), max_size=3)),
+    "components": json_values,
+    "poll": json_values,
+    "attachments": json_values,
+    "flags": st.integers(0, 1 << 16),
+    "thread_name": texts,
+}
+discord_bodies = st.one_of(
+    st.fixed_dictionaries(
+        {"content": texts}, optional=DISCORD_EXTRAS | {"embeds": st.lists(discord_embeds, max_size=2)}
+    ),
+    st.fixed_dictionaries(
+        {"embeds": st.one_of(st.lists(discord_embeds, max_size=discord.MAX_EMBEDS + 1), json_values)},
+        optional=DISCORD_EXTRAS | {"content": texts},
+    ),
+)
+# What a template webhook gets: any JSON, often with the fields the generic template looks for.
+template_bodies = st.one_of(
+    json_values,
+    st.dictionaries(
+        st.sampled_from(["text", "message", "title", "summary", "content", "alerts", "status"]),
+        texts,
+        max_size=4,
+    ),
+)
+hook_objects = st.one_of(slack_bodies, teams_bodies, discord_bodies, chime_contents, template_bodies)
+discord_objects = st.one_of(discord_bodies, discord_bodies, discord_bodies, hook_objects)
+
+BOUNDARY = "fuzz-boundary-7d1"
+FORM = "application/x-www-form-urlencoded"
+
+
+def as_json(obj: Any, ascii_only: bool) -> tuple[str, bytes]:
+    """A JSON body."""
+    return "application/json", dump(obj, ascii_only)
+
+
+def as_form(field_: str, obj: Any, ascii_only: bool) -> tuple[str, bytes]:
+    """Slack's form: the JSON in ``payload`` (or Discord's ``payload_json``), percent-encoded."""
+    return FORM, f"{field_}=".encode() + quote(dump(obj, ascii_only), safe="").encode()
+
+
+def as_fields(fields: dict[str, str]) -> tuple[str, bytes]:
+    """A form of plain fields, as Discord's clients may send ``content=``."""
+    pairs = (f"{encoded(name)}={encoded(value)}" for name, value in fields.items())
+    return FORM, "&".join(pairs).encode()
+
+
+def as_multipart(
+    field_: str, obj: Any, ascii_only: bool, files: list[tuple[str, bytes, str]]
+) -> tuple[str, bytes]:
+    """Discord's multipart form: the JSON in ``payload_json`` (or ``payload``) and file parts."""
+    parts = [(field_, dump(obj, ascii_only), None), *files]
+    out = b""
+    for name, value, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        kind = b"Content-Type: application/octet-stream\r\n" if filename else b""
+        out += (
+            f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n".encode()
+            + kind
+            + b"\r\n"
+            + value
+            + b"\r\n"
+        )
+    return f"multipart/form-data; boundary={BOUNDARY}", out + f"--{BOUNDARY}--\r\n".encode()
+
+
+def webhook_bodies(objects: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[str, bytes]]:
+    """(Content-Type, body) as senders post: JSON mostly, Slack's form, Discord's multipart, plain fields."""
+    json_field = st.sampled_from(["payload", "payload_json"])
+    files = st.lists(
+        st.tuples(
+            st.sampled_from(["files[0]", "file", "attachment"]),
+            st.binary(max_size=40),
+            st.sampled_from(["build.log", "a.png", "ü.txt"]),
+        ),
+        max_size=2,
+    )
+    return st.one_of(
+        st.builds(as_json, objects, st.booleans()),
+        st.builds(as_json, objects, st.booleans()),
+        st.builds(as_json, objects, st.booleans()),
+        st.builds(as_json, big_objects("text", "content", "Content"), st.booleans()),
+        st.builds(as_form, json_field, objects, st.booleans()),
+        st.builds(
+            as_fields,
+            st.dictionaries(st.sampled_from(["content", "username", "text", "payload"]), nasty_text),
+        ),
+        st.builds(as_multipart, json_field, objects, st.booleans(), files),
+    )
+
+
+webhook_settings: dict[str, st.SearchStrategy[Any]] = {
+    "dialect": st.one_of(st.sampled_from(["auto", "chime", "slack", "teams", "discord", "irc"]), json_values),
+    "locked": st.one_of(st.booleans(), json_values),
+    "template": st.one_of(
+        st.sampled_from(["generic", "github", "alertmanager", None, "nope", "../x"]), json_values
+    ),
+    "auth": st.one_of(st.sampled_from(["token", "bearer", "standard-webhooks", "basic"]), json_values),
+    "signing_secret": st.one_of(
+        st.sampled_from(
+            [
+                "generate",
+                None,
+                "whsec_" + base64.b64encode(b"k" * 32).decode(),
+                "whsec_" + base64.b64encode(b"k" * 23).decode(),
+                "whsec_!!!",
+                "plain",
+            ]
+        ),
+        json_values,
+    ),
+}
+new_webhooks = st.fixed_dictionaries({"name": nasty_text}, optional=webhook_settings)
+webhook_changes = st.fixed_dictionaries({}, optional=webhook_settings | {"name": nasty_text})
+
+# (Content-Type, body) for each route that reads one.
+ROUTE_PAYLOADS = {
+    key: bodies_.map(lambda b: ("application/json", b)) for key, bodies_ in ROUTE_BODIES.items()
+}
+ROUTE_PAYLOADS |= {
+    ("POST", "/api/v1/rooms/{room_id}/webhooks"): route_bodies(new_webhooks, "name").map(
+        lambda b: ("application/json", b)
+    ),
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): route_bodies(webhook_changes, "template").map(
+        lambda b: ("application/json", b)
+    ),
+    ("POST", HOOKS): webhook_bodies(hook_objects),
+    ("POST", DISCORD): webhook_bodies(discord_objects),
+}
+message_ids = st.one_of(st.sampled_from(["msg_1", "msg_1", "msg_2", "m" * 256]), header_text)
+idempotency_keys = st.one_of(
+    st.none(), st.none(), st.sampled_from(["deploy-1", "deploy-2", "k" * 255, "k" * 256]), header_text
+)
+
+
+@st.composite
+def webhook_headers(draw: st.DrawFn, path: str) -> list[tuple[str, str]]:
+    """A signature where the path names the signed webhook, and now and then an Idempotency-Key."""
+    headers = []
+    if "{signed_webhook_id}" in path:
+        # The timestamp and signature are made when the request is sent, over the body as sent.
+        headers += [
+            ("webhook-id", draw(message_ids)),
+            ("webhook-timestamp", TIMESTAMP),
+            ("webhook-signature", SIGNATURE),
+        ]
+    key = draw(idempotency_keys)
+    if key is not None:
+        headers.append(("Idempotency-Key", key))
+    return headers
+
+
 def short(value: object, limit: int = 160) -> str:
     """A repr that stays readable for a 256 KiB body."""
     text = repr(value)
@@ -569,11 +1111,12 @@ class Req:
     headers: tuple[tuple[str, str], ...]
     body: bytes | None
     advance_clock: bool
+    exact: bool = False  # the documented method and path, and the route's headers: judged by the document
 
     def __repr__(self) -> str:
         fields_ = ", ".join(
             f"{name}={short(getattr(self, name))}"
-            for name in ("method", "path", "query", "headers", "body", "advance_clock")
+            for name in ("method", "path", "query", "headers", "body", "advance_clock", "exact")
         )
         return f"Req({fields_})"
 
@@ -586,43 +1129,56 @@ MUTATIONS = ["method", "path", "query", "authorization", "headers", "body"]
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> Req:
+def requests(draw: st.DrawFn, operations: tuple[tuple[str, str], ...] = ()) -> Req:
     """A well-formed request for a documented operation, with up to three of its parts made wild.
 
     Well-formed parts still carry absurd values (lone surrogates, 4097 characters, 40-digit numbers): the
     point is that a request wrong in one or two ways gets past the other checks and reaches deeper code.
     """
-    # Every documented operation is drawn equally often; a tenth of the requests go to paths no route has.
-    method, template = draw(st.sampled_from(OPERATIONS)) if not rarely(draw, 1) else ("GET", "")
+    # Every documented operation (or of ``operations``) is drawn equally often; a tenth of the requests for
+    # all operations go to paths no route has.
+    if operations:
+        method, template = draw(st.sampled_from(operations))
+    else:
+        method, template = draw(st.sampled_from(OPERATIONS)) if not rarely(draw, 1) else ("GET", "")
     wild = set(draw(st.lists(st.sampled_from(MUTATIONS), max_size=3, unique=True)))
-    route_body = ROUTE_BODIES.get((method, template))
+    payload = ROUTE_PAYLOADS.get((method, template))
+    exact = bool(template) and not wild & {"method", "path", "headers"}
     if "method" in wild:
         method = draw(st.sampled_from(ODD_METHODS))
+    path = draw(paths(template, "path" in wild))
     if "authorization" in wild:
         authorization = draw(odd_authorizations)
+    elif "{bearer_webhook_id}" in path:
+        authorization = "Bearer {bearer_webhook_token}"  # the webhook's own token, where its auth wants it
+    elif template in WEBHOOK_URLS:  # they read no personal token; a token webhook takes its own
+        authorization = draw(st.sampled_from([None, "Bearer {webhook_token}"]))
     else:
         authorization = draw(st.sampled_from(["Bearer {admin_token}", "Bearer {member_token}"]))
     headers = [("Authorization", authorization)] if authorization is not None else []
+    content_type, body = draw(payload) if payload is not None else (None, None)
     if "headers" in wild:
         headers += [
             (n, v) for n, v in (("Content-Type", draw(content_types)), ("Accept", draw(accepts))) if v
         ]
         if draw(st.booleans()):
             headers.append(draw(extras))
-    elif route_body is not None:
-        headers.append(("Content-Type", "application/json"))
-    if "body" in wild or route_body is None:
-        body = draw(bodies) if "body" in wild else None
     else:
-        body = draw(route_body)
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        if template in WEBHOOK_URLS:
+            headers += draw(webhook_headers(path))
+    if "body" in wild:
+        body = draw(bodies)
     return Req(
         method=method,
         template=template,
-        path=draw(paths(template, "path" in wild)),
+        path=path,
         query=draw(queries(template, "query" in wild)),
         headers=tuple(headers),
         body=body,
         advance_clock=not rarely(draw, 2),  # False: meet the webhook rate limit
+        exact=exact,
     )
 
 
@@ -647,6 +1203,11 @@ class World:
         room_id = await app.room(f"fuzz-{self.builds}")
         other_room_id = await app.room(f"fuzz-other-{self.builds}", token=self.member_token)
         hook = await app.webhook(room_id, "fuzz")
+        template_hook = await self.webhook(room_id, "fuzz-template", template="generic")
+        bearer_hook = await self.webhook(room_id, "fuzz-bearer", auth="bearer", locked=False)
+        signed_hook = await self.webhook(
+            room_id, "fuzz-signed", auth="standard-webhooks", signing_secret="generate"
+        )
         resp = await app.client.post(
             f"/api/v1/rooms/{room_id}/members", json={"email": MEMBER_EMAIL}, headers=app.auth()
         )
@@ -673,6 +1234,11 @@ class World:
             "admin_id": app.admin.id,
             "webhook_id": hook["id"],
             "webhook_token": hook["token"],
+            "template_webhook_token": template_hook["token"],
+            "bearer_webhook_id": bearer_hook["id"],
+            "bearer_webhook_token": bearer_hook["token"],
+            "signed_webhook_id": signed_hook["id"],
+            "signed_webhook_secret": signed_hook["signing_secret"],
             "token_id": token_id,
             "signin_token": link.rsplit("/", 1)[1],
             "invitation_token": invitation_token,
@@ -704,6 +1270,14 @@ class World:
             except DomainError:
                 setattr(holder, attr, await app.services.signin.create_token(owner, "fuzz"))
 
+    async def webhook(self, room_id: str, name: str, **settings: Any) -> dict[str, Any]:
+        """Create a webhook with settings, as an administrator would, and return the answer."""
+        resp = await self.app.client.post(
+            f"/api/v1/rooms/{room_id}/webhooks", json={"name": name, **settings}, headers=self.app.auth()
+        )
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
     async def invitation(self, address: str) -> str:
         """Invite an address and return the token of its link (renewed here, so no mail is read)."""
         app = self.app
@@ -724,6 +1298,30 @@ class World:
     def resolve(self, text: str) -> str:
         """Replace placeholders by the current real values."""
         return PLACEHOLDER.sub(lambda m: self.values.get(m.group(1), m.group(0)), text)
+
+    def resolve_body(self, body: bytes) -> bytes:
+        """Replace the placeholders a body holds (an invitation token, a room a Slack `channel` names)."""
+
+        def value(match: re.Match[bytes]) -> bytes:
+            found = self.values.get(match.group(1).decode())
+            return found.encode() if found is not None else match.group(0)
+
+        return BODY_PLACEHOLDER.sub(value, body)
+
+    def signed(self, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """Headers with the signature placeholders replaced by a Standard Webhooks signature made now."""
+        if headers.get("webhook-signature") != SIGNATURE:
+            return headers
+        try:
+            made = signing.standard_headers(
+                self.values["signed_webhook_secret"], headers["webhook-id"], body, self.app.clock.now()
+            )
+        except ValueError:  # a webhook-id no signer would send (blank, a dot, a space): sign nothing
+            made = {
+                "webhook-timestamp": str(int(self.app.clock.now().timestamp())),
+                "webhook-signature": "v1,x",
+            }
+        return headers | made
 
 
 @dataclass(frozen=True)
@@ -766,7 +1364,15 @@ def is_destructive(req: Req, status: int) -> bool:
     return req.method in ("DELETE", "PATCH") or (
         req.method == "POST"
         and req.template.endswith(
-            ("/regenerate", "{token}", "/suspend", "/logout", "/accept", "/invitations")
+            (
+                "/regenerate",
+                "/signin/{token}",
+                "/invitations/{token}",
+                "/suspend",
+                "/logout",
+                "/accept",
+                "/invitations",
+            )
         )
     )
 
@@ -780,11 +1386,13 @@ async def send(
     path, query = world.resolve(req.path), world.resolve(req.query)
     target = path + (f"?{query}" if query else "")
     headers: dict[str, str] = {}
-    body = req.body
+    body = world.resolve_body(req.body) if req.body is not None else None
+    signed_body = body or b""  # what the server reads, before any Content-Encoding
     for name, value in req.headers:
         if (name, value) == ("Content-Encoding", "gzip+valid"):
             value, body = "gzip", gzip.compress(body or b"")
         headers[name] = world.resolve(value)
+    headers = world.signed(headers, signed_body)
     longest = max(
         len(f"{name}: {value}".encode()) for name, value in [(req.method, target), *headers.items()]
     )
@@ -865,18 +1473,69 @@ def is_signin_page(req: Req, answer: Answer, world: World) -> bool:
     return path.startswith("/invitations/")
 
 
+def documented_answer(req: Req, status: int) -> dict[str, Any] | None:
+    """The document's response of the request's operation for a status (a shared one resolved)."""
+    responses = DOC["paths"][req.template][req.method.lower()]["responses"]
+    answer = responses.get(str(status))
+    if answer is not None and "$ref" in answer:
+        answer = DOC["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    return answer
+
+
+_VALIDATORS: dict[tuple[str, str, int, str], Any] = {}
+
+
+def matches_document(req: Req, answer: Answer, detail: str) -> None:
+    """The status is documented for the operation, and the body has the documented type and shape."""
+    documented = documented_answer(req, answer.status)
+    assert documented is not None, f"an undocumented status\n{detail}"
+    content = documented.get("content")
+    if content is None:
+        assert answer.body == b"", f"a body where none is documented\n{detail}"
+        return
+    assert answer.content_type in content, f"an undocumented Content-Type {answer.content_type}\n{detail}"
+    value = answer.body.decode() if answer.content_type == "text/plain" else json.loads(answer.body)
+    schema = content[answer.content_type]["schema"]
+    if jsonschema is None:  # without the validator, the text/plain names are still checked
+        assert answer.content_type != "text/plain" or value in schema.get("enum", [value]), detail
+        return
+    key = (req.method, req.template, answer.status, answer.content_type)
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = jsonschema.Draft202012Validator(schema | {"components": DOC["components"]})
+    errors = [error.message for error in _VALIDATORS[key].iter_errors(value)]
+    assert not errors, f"not as documented: {errors[:3]}\n{detail}"
+
+
+def is_webhook_error(req: Req, answer: Answer) -> bool:
+    """A refusal in a webhook sender's dialect: a Slack name in text/plain, or Discord's JSON."""
+    if answer.content_type == "text/plain":
+        return req.template == HOOKS and re.fullmatch(rb"[a-z_]{1,40}", answer.body) is not None
+    if answer.content_type != "application/json":
+        return False
+    data = json.loads(answer.body)
+    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+        return False
+    return isinstance(data.get("code"), int) or "retry_after" in data
+
+
 def judge(req: Req, answer: Answer, world: World) -> None:
-    """No 5xx; every 4xx (but the documented exceptions) is JSON ``{"error": str, "message": str}``."""
+    """No 5xx; every 4xx (but the documented exceptions) is JSON ``{"error": str, "message": str}``; every
+    answer of a webhook URL to a request of the documented method, path and headers is as documented."""
     detail = f"{answer.request_line[:300]}\n-> {answer.status} {answer.body[:300]!r}\n" + "\n".join(
         answer.server_errors
     )
     if answer.status >= 500:
         raise server_bug(signature_of(answer.server_errors, f"HTTP {answer.status}"))(detail)
-    if not 400 <= answer.status < 500 or req.method == "HEAD":  # HEAD answers have no body to check
+    if req.method == "HEAD" or answered_by_http_layer(req, answer, world):  # HEAD answers have no body
         return
-    if answered_by_http_layer(req, answer, world):
+    if req.exact and req.template in WEBHOOK_URLS:
+        matches_document(req, answer, detail)
+        return
+    if not 400 <= answer.status < 500:
         return
     if is_signin_page(req, answer, world):
+        return
+    if req.template in (HOOKS, DISCORD) and is_webhook_error(req, answer):
         return
     assert answer.content_type == "application/json", detail
     data = json.loads(answer.body)
@@ -933,15 +1592,38 @@ async def fuzz(app: Harness) -> AsyncIterator[Fuzz]:
 
 
 def seed(
-    method: str, template: str, query: str = "", body: bytes | None = None, *headers: tuple[str, str]
+    method: str,
+    template: str,
+    query: str = "",
+    body: bytes | None = None,
+    *headers: tuple[str, str],
+    path: str | None = None,
+    auth: str = "Bearer {admin_token}",
+    exact: bool = False,
 ) -> Req:
-    """A hand-written request, as the admin, for a template filled with real ids."""
-    path = PLACEHOLDER.sub(lambda m: f"{{{REAL_FOR_PARAM[m.group(1)][0]}}}", template)
-    auth = ("Authorization", "Bearer {admin_token}")
-    return Req(method, template, path, query, (auth, *headers), body, True)
+    """A hand-written request, as the admin unless told, for a template filled with real ids."""
+    if path is None:
+        path = PLACEHOLDER.sub(lambda m: f"{{{real_for(template, m.group(1))[0]}}}", template)
+    return Req(method, template, path, query, (("Authorization", auth), *headers), body, True, exact)
 
 
-HOOK = "/incomingwebhooks/{webhook_id}"
+def hook_seed(
+    template: str,
+    body: bytes,
+    *headers: tuple[str, str],
+    query: str = "",
+    path: str | None = None,
+    auth: str = "Bearer {admin_token}",
+) -> Req:
+    """A hand-written POST to a webhook URL, judged by the document like the generated ones."""
+    return seed("POST", template, query, body, *headers, path=path, auth=auth, exact=True)
+
+
+HOOK = CHIME
+JSON = ("Content-Type", "application/json")
+SIGNED = (("webhook-id", "msg_seed"), ("webhook-timestamp", TIMESTAMP), ("webhook-signature", SIGNATURE))
+# Discord's multipart form with a file part that is not UTF-8.
+MULTIPART_TYPE, MULTIPART_BODY = as_multipart("payload_json", {"content": "x"}, True, [("f", b"\xff", "a")])
 SURROGATE = b'"\\ud800"'  # the JSON escape of a lone surrogate: valid JSON, but no UTF-8 can hold it
 # Shapes that broke the server once. Hypothesis runs these first, every time, and reports each that fails
 # (random generation stops at the first few bugs it finds, so these keep every known class in view).
@@ -964,10 +1646,57 @@ SEEDS = [
     seed("DELETE", "/api/v1/tokens/" + "x" * 300),
 ]
 
+# The webhook URLs: a lone surrogate wherever each dialect reads text, every body encoding, every auth.
+WEBHOOK_SEEDS = [
+    hook_seed(HOOKS, b'{"text": %s}' % SURROGATE, JSON),
+    hook_seed(HOOKS, b'{"text": "x", "username": %s}' % SURROGATE, JSON),
+    hook_seed(HOOKS, b'{"attachments": [{"title": %s}]}' % SURROGATE, JSON),
+    hook_seed(HOOKS, b'{"@type": "MessageCard", "title": %s}' % SURROGATE, JSON),
+    hook_seed(HOOKS, b'{"content": %s}' % SURROGATE, JSON, query="wait=true"),
+    hook_seed(HOOKS, b'{"Content": %s}' % SURROGATE, JSON),
+    hook_seed(HOOKS, b'{"text": %s}' % SURROGATE, JSON, path="/hooks/{template_webhook_token}"),
+    hook_seed(HOOKS, b'{"alerts": [%s]}' % SURROGATE, JSON, path="/hooks/{template_webhook_token}"),
+    hook_seed(DISCORD, b'{"content": %s}' % SURROGATE, JSON, query="wait=true"),
+    hook_seed(DISCORD, b'{"embeds": [{"title": "x", "timestamp": %s}]}' % SURROGATE, JSON),
+    hook_seed(HOOKS, b"payload=%7B%22text%22%3A%22%5Cud800%22%7D", ("Content-Type", FORM)),
+    hook_seed(HOOKS, b"payload=%ff%fe", ("Content-Type", FORM)),
+    hook_seed(HOOKS, b"content=%ED%A0%80", ("Content-Type", FORM)),
+    hook_seed(HOOKS, MULTIPART_BODY, ("Content-Type", MULTIPART_TYPE)),
+    hook_seed(HOOKS, b"--x\r\n\r\n--x--", ("Content-Type", "multipart/form-data; boundary=x")),
+    hook_seed(HOOKS, json.dumps(nested_card(300)).encode(), JSON),
+    hook_seed(HOOKS, b'{"text": "<!date^99999999999999999999^{date}|far>"}', JSON),
+    hook_seed(HOOKS, b'{"text": "x", "channel": "#{other_room_id}"}', JSON),
+    hook_seed(
+        HOOKS,
+        b'{"text": "moved", "channel": "{other_room_id}"}',
+        JSON,
+        path="/hooks/{bearer_webhook_id}",
+        auth="Bearer {bearer_webhook_token}",
+    ),
+    hook_seed(HOOKS, b'{"text": "signed"}', JSON, *SIGNED, path="/hooks/{signed_webhook_id}"),
+    hook_seed(
+        DISCORD,
+        b'{"content": "signed"}',
+        JSON,
+        *SIGNED,
+        query="wait=true",
+        path="/api/webhooks/{signed_webhook_id}/x",
+    ),
+    hook_seed(HOOKS, b'{"text": "x"}', JSON, ("Idempotency-Key", "k" * 256)),
+    seed("PATCH", "/api/v1/webhooks/{webhook_id}", "", b'{"template": %s}' % SURROGATE, JSON),
+    seed(
+        "PATCH",
+        "/api/v1/webhooks/{webhook_id}",
+        "",
+        b'{"signing_secret": "whsec_%s"}' % SURROGATE[1:-1],
+        JSON,
+    ),
+]
 
-def with_seeds(test: Callable[..., None]) -> Callable[..., None]:
+
+def with_seeds(test: Callable[..., None], seeds: list[Req] = SEEDS) -> Callable[..., None]:
     """Decorate a ``@given(req=...)`` test with every seed as an explicit example."""
-    for req in reversed(SEEDS):
+    for req in reversed(seeds):
         test = example(req=req)(test)
     return test
 
@@ -979,6 +1708,24 @@ async def test_no_request_gets_a_server_error(fuzz: Fuzz) -> None:
     @fuzz_settings(HTTP_EXAMPLES)
     @with_seeds
     @given(req=requests())
+    def no_server_error(req: Req) -> None:
+        judge(req, run_on(loop, send(fuzz.session, fuzz.base, fuzz.world, req, fuzz.errors)), fuzz.world)
+
+    await drive(no_server_error)
+
+
+WEBHOOK_OPERATIONS = tuple((m, t) for m, t in OPERATIONS if t in WEBHOOK_URLS or "/webhooks" in t)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+async def test_no_webhook_request_gets_a_server_error(fuzz: Fuzz) -> None:
+    # Slack/Mattermost, Teams, Discord and Chime bodies as JSON, forms and multipart, to webhooks of every
+    # auth and to a template, with their settings changed now and then; answers checked against the document.
+    loop = asyncio.get_running_loop()
+
+    @fuzz_settings(WEBHOOK_EXAMPLES)
+    @functools.partial(with_seeds, seeds=WEBHOOK_SEEDS)
+    @given(req=requests(WEBHOOK_OPERATIONS))
     def no_server_error(req: Req) -> None:
         judge(req, run_on(loop, send(fuzz.session, fuzz.base, fuzz.world, req, fuzz.errors)), fuzz.world)
 
