@@ -18,6 +18,9 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{1,31}:\S*")  # what Markdown would
 _BROADCAST = re.compile(r"(?<![\w@])@(channel|here)(?![\w@+-]|\.\w)")
 _BOLD = re.compile(r"(?<![\w*])\*([^*\s](?:[^*\n]*[^*\s])?)\*(?![\w*])")
 _STRIKE = re.compile(r"(?<![\w~])~([^~\s](?:[^~\n]*[^~\s])?)~(?![\w~])")
+# Text without these characters has nothing to convert (most field values and titles): returned as is.
+_MARKUP = re.compile(r"[<&@`]")
+_EMPHASIS = re.compile(r"[<&@`*~]")
 SPECIAL = {"channel": "@All", "everyone": "@All", "group": "@All", "all": "@All", "here": "@Present"}
 
 
@@ -27,8 +30,8 @@ def mrkdwn(text: str, *, emphasis: bool = False) -> str:
     ``&amp; &lt; &gt;`` are unescaped once. With ``emphasis`` (text Slack alone sends), Slack's
     ``*bold*`` and ``~strike~`` become Markdown's ``**bold**`` and ``~~strike~~`` as well.
     """
-    if not text:
-        return ""
+    if not (_EMPHASIS if emphasis else _MARKUP).search(text):
+        return text
     out: list[str] = []
     last = 0
     for match in _CODE.finditer(text):
