@@ -83,9 +83,11 @@ async def discord_webhook(request: web.Request) -> web.Response:
     """Discord's ``POST /api/webhooks/{id}/{token}[?wait=true]`` with ``content``/``embeds``."""
     receiver = request.app[SERVICES].incoming.receiver
     try:
-        outcome = await receiver.post_discord(
-            path_id(request, "webhook_id"), path_id(request, "token"), _arrival(request)
-        )
+        webhook_id, token = path_id(request, "webhook_id"), path_id(request, "token")
+    except NotFound:
+        return _refusal("discord", NotFound(GONE))
+    try:
+        outcome = await receiver.post_discord(webhook_id, token, _arrival(request))
     except Refused as refused:
         return _refusal("discord", refused.error)
     return _discord_answer(request, outcome)

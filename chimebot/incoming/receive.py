@@ -147,18 +147,17 @@ class Receiver:
         """``/hooks/{token}`` (or ``/hooks/{id}`` with a Bearer token or a signature): any dialect."""
         try:
             hook = await self._by_path(path_key, arrival)
-            body = await arrival.read_body()
-            key = await self._signed(hook, arrival.headers, body)
         except DomainError as exc:
             raise Refused(exc, None) from None
-        dialect: str | None = None
+        # Until the body is read, refusals take the dialect the webhook is set to (Slack's if auto).
+        dialect: str | None = TEMPLATE if hook.template else None if hook.dialect == "auto" else hook.dialect
         try:
+            body = await arrival.read_body()
+            key = await self._signed(hook, arrival.headers, body)
             await self._take(hook)
             data, left_out = bodies.decode(body, arrival.headers.get("Content-Type", ""))
-            if hook.template:
-                dialect = TEMPLATE
-            else:
-                dialect = dialects.detect(data) if hook.dialect == "auto" else hook.dialect
+            if dialect is None:  # auto: by the body's shape
+                dialect = dialects.detect(data)
                 if dialect is None:
                     raise DialectError(
                         400,
