@@ -37,6 +37,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import vocabulary
 from webhooks import discord, teams
 from webhooks.message import DialectError, Rendered
 
@@ -439,34 +440,20 @@ def test_text_that_cannot_be_stored_is_cleaned() -> None:
     assert teams.render({"@type": "MessageCard", "text": "a\x00b"}).content == "ab"
 
 
-_KEYS = st.sampled_from(
+_KEYS, _SCALARS, JSON_VALUES = vocabulary(
     [
         *("@type", "@context", "type", "text", "title", "summary", "themeColor", "sections", "facts"),
         *("name", "value", "potentialAction", "targets", "target", "uri", "os", "images", "image"),
         *("heroImage", "activityTitle", "body", "items", "columns", "actions", "url", "inlines", "weight"),
         *("size", "fallback", "isVisible", "attachments", "contentType", "content", "embeds", "fields"),
         *("author", "footer", "thumbnail", "timestamp", "username", "description", "poll", "selectAction"),
-    ]
-) | st.text(max_size=6)
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()
-    | st.text()
-    | st.sampled_from(
-        [
-            *("MessageCard", "AdaptiveCard", "message", "TextBlock", "Container", "ColumnSet", "FactSet"),
-            *("Image", "RichTextBlock", "ActionSet", "Action.OpenUrl", "OpenUri", "ViewAction", "drop"),
-            *(teams.ADAPTIVE_TYPE, teams.CONNECTOR_TYPE, "https://example.com", "2015-12-31T12:00:00Z"),
-            *("bolder", "large", "{{DATE(9999-12-31T23:59:59-05:00)}}", "<at>x</at>", "\x00\ud800"),
-        ]
-    )
-)
-JSON_VALUES = st.recursive(
-    _SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(_KEYS, children, max_size=6),
-    max_leaves=30,
+    ],
+    [
+        *("MessageCard", "AdaptiveCard", "message", "TextBlock", "Container", "ColumnSet", "FactSet"),
+        *("Image", "RichTextBlock", "ActionSet", "Action.OpenUrl", "OpenUri", "ViewAction", "drop"),
+        *(teams.ADAPTIVE_TYPE, teams.CONNECTOR_TYPE, "https://example.com", "2015-12-31T12:00:00Z"),
+        *("bolder", "large", "{{DATE(9999-12-31T23:59:59-05:00)}}", "<at>x</at>", "\x00\ud800"),
+    ],
 )
 CARDS = st.builds(
     lambda kind, rest: {**rest, **kind},

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import vocabulary
 from webhooks import dialects, slack
 from webhooks import markdown as md
 from webhooks.message import DialectError, Rendered
@@ -592,63 +593,49 @@ def test_shared_markdown_helpers() -> None:
 
 # --- robustness ----------------------------------------------------------------------------------
 
-_KEYS = st.sampled_from(
+_KEYS, _SCALARS, JSON_VALUES = vocabulary(
     [
         *("text", "username", "channel", "icon_url", "icon_emoji", "attachments", "blocks", "props", "type"),
         *("fallback", "color", "pretext", "author_name", "author_link", "title", "title_link", "fields"),
         *("value", "short", "image_url", "thumb_url", "footer", "ts", "actions", "url", "name", "elements"),
         *("accessory", "alt_text", "style", "indent", "offset", "unicode", "range", "user_id", "timestamp"),
-    ]
-) | st.text(max_size=6)
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()
-    | st.text()
-    | st.sampled_from(
-        [
-            *(
-                "section",
-                "header",
-                "context",
-                "divider",
-                "image",
-                "rich_text",
-                "actions",
-                "input",
-                "markdown",
-            ),
-            *("rich_text_section", "rich_text_list", "rich_text_quote", "rich_text_preformatted", "ordered"),
-            *(
-                "text",
-                "link",
-                "user",
-                "channel",
-                "broadcast",
-                "emoji",
-                "date",
-                "mrkdwn",
-                "plain_text",
-                "button",
-            ),
-            *(
-                "good",
-                "danger",
-                "https://example.com",
-                "javascript:alert(1)",
-                "1392734382",
-                "1f44b",
-                "\x00\ud800",
-            ),
-            *("<!channel>", "<https://x|y>", "<!date^99999999999999999^x>", "```a```", "*b*", "&amp;lt;"),
-        ]
-    )
-)
-JSON_VALUES = st.recursive(
-    _SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(_KEYS, children, max_size=6),
-    max_leaves=30,
+    ],
+    [
+        *(
+            "section",
+            "header",
+            "context",
+            "divider",
+            "image",
+            "rich_text",
+            "actions",
+            "input",
+            "markdown",
+        ),
+        *("rich_text_section", "rich_text_list", "rich_text_quote", "rich_text_preformatted", "ordered"),
+        *(
+            "text",
+            "link",
+            "user",
+            "channel",
+            "broadcast",
+            "emoji",
+            "date",
+            "mrkdwn",
+            "plain_text",
+            "button",
+        ),
+        *(
+            "good",
+            "danger",
+            "https://example.com",
+            "javascript:alert(1)",
+            "1392734382",
+            "1f44b",
+            "\x00\ud800",
+        ),
+        *("<!channel>", "<https://x|y>", "<!date^99999999999999999^x>", "```a```", "*b*", "&amp;lt;"),
+    ],
 )
 _TEXT_OBJECTS = st.fixed_dictionaries(
     {"type": st.sampled_from(["mrkdwn", "plain_text"]), "text": st.text() | _SCALARS}
