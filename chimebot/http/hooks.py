@@ -85,11 +85,11 @@ async def discord_webhook(request: web.Request) -> web.Response:
     try:
         webhook_id, token = path_id(request, "webhook_id"), path_id(request, "token")
     except NotFound:
-        return _refusal("discord", NotFound(GONE))
+        return _refusal("discord", NotFound(GONE), discord_url=True)
     try:
         outcome = await receiver.post_discord(webhook_id, token, _arrival(request))
     except Refused as refused:
-        return _refusal("discord", refused.error)
+        return _refusal("discord", refused.error, discord_url=True)
     return _discord_answer(request, outcome)
 
 
@@ -114,8 +114,11 @@ def _discord_answer(request: web.Request, outcome: Outcome) -> web.Response:
     return _json(body)
 
 
-def _refusal(dialect: str | None, error: DomainError) -> web.Response:
-    """A refusal in the dialect's own shape (the API's JSON for template webhooks and Chime bodies)."""
+def _refusal(dialect: str | None, error: DomainError, *, discord_url: bool = False) -> web.Response:
+    """A refusal in the dialect's own shape (the API's JSON for template webhooks and Chime bodies).
+
+    Discord's own URL answers a wrong token with 401, as Discord does; /hooks/ keeps 403 for every dialect.
+    """
     headers = {}
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
@@ -130,7 +133,7 @@ def _refusal(dialect: str | None, error: DomainError) -> web.Response:
                 "retry_after": error.retry_after,
                 "global": False,
             }
-        status = 401 if error.status == 403 else error.status  # Discord: a wrong token is a 401
+        status = 401 if discord_url and error.status == 403 else error.status
         return _json(body, status, headers)
     if dialect in ("chime", TEMPLATE):
         return _json({"error": error.code, "message": error.message}, error.status, headers)
