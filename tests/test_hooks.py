@@ -382,6 +382,26 @@ async def test_an_idempotency_key_seen_before_returns_the_first_result(app: Harn
     assert (resp.status, (await resp.json())["error"]) == (400, "invalid")  # a template webhook: JSON
 
 
+async def test_idempotency_keys_are_forgotten_after_receipt_hours(app: Harness) -> None:
+    room_id = await app.room()
+    hook = await app.webhook(room_id)
+    key = {"Idempotency-Key": "nightly-report"}
+    assert (
+        await app.client.post(f"/hooks/{hook['token']}", json={"text": "day 1"}, headers=key)
+    ).status == 200
+    app.clock.advance(23 * 3600)
+    assert await app.services.incoming.receiver.prune() == 0
+    assert (
+        await app.client.post(f"/hooks/{hook['token']}", json={"text": "again"}, headers=key)
+    ).status == 200
+    app.clock.advance(2 * 3600)  # 25 h after the first: past the default 24
+    assert await app.services.incoming.receiver.prune() == 1
+    assert (
+        await app.client.post(f"/hooks/{hook['token']}", json={"text": "day 2"}, headers=key)
+    ).status == 200
+    assert [m["content"] for m in await history(app, room_id)] == ["day 2", "day 1"]
+
+
 # -- management -------------------------------------------------------------------------------------
 
 

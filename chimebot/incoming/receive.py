@@ -113,16 +113,19 @@ class Receiver:
         await cancel_and_wait(self._pruner)
         self._pruner = None
 
+    async def prune(self) -> int:
+        """Forget the idempotency keys older than ``receipt_hours``; return how many."""
+        before = self._clock.now() - timedelta(hours=self._config.receipt_hours)
+        async with self._store.transaction() as conn:
+            count = await q.prune_receipts(conn, before)
+        if count:
+            log.info("forgot %d idempotency key(s) older than %g h", count, self._config.receipt_hours)
+        return count
+
     async def _prune(self) -> None:
         while True:
             try:
-                before = self._clock.now() - timedelta(hours=self._config.receipt_hours)
-                async with self._store.transaction() as conn:
-                    count = await q.prune_receipts(conn, before)
-                if count:
-                    log.info(
-                        "forgot %d idempotency key(s) older than %g h", count, self._config.receipt_hours
-                    )
+                await self.prune()
             except Exception as exc:  # the database may be away for a while; try again next round
                 log.warning("could not forget old idempotency keys: %s", exc)
             await asyncio.sleep(PRUNE_SECONDS)
