@@ -17,12 +17,12 @@ from yarl import URL
 
 from chimebot.store import schema
 from tests.conftest import Harness
+from tests.template_cases import PRODUCERS, body_of, expected_of, headers_of, template_cases
 from webhooks import discord, signing, slack, teams
 from webhooks.message import DialectError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = {"webhooks": {"rate_per_second": 1000.0, "burst": 1000}}  # tests that post many messages
-PRODUCERS = ("github", "gitlab", "alertmanager", "grafana", "sentry", "jenkins", "generic")
 
 
 async def history(app: Harness, room_id: str) -> list[dict[str, Any]]:
@@ -235,34 +235,21 @@ async def test_discord_errors_are_discords(
 # -- templates --------------------------------------------------------------------------------------
 
 
-def template_cases() -> list[Any]:
-    """Every real payload of every built-in template, with the message it must produce."""
-    cases = []
-    for producer in PRODUCERS:
-        for expected in sorted((FIXTURES / producer).glob("*.expected.md")):
-            case = expected.name.removesuffix(".expected.md")
-            cases.append(pytest.param(producer, case, id=f"{producer}-{case}"))
-    return cases
-
-
-@pytest.mark.parametrize(("producer", "case"), template_cases())
+@pytest.mark.parametrize(("producer", "case"), template_cases(id_separator="-"))
 async def test_builtin_templates_turn_real_payloads_into_the_expected_message(
     app: Harness, producer: str, case: str
 ) -> None:
     room_id = await app.room()
     hook = await app.webhook(room_id)
     await configure(app, hook, template=producer)
-    folder = FIXTURES / producer
-    headers_file = folder / f"{case}.headers.json"
-    headers = json.loads(headers_file.read_text()) if headers_file.exists() else {}
     resp = await app.client.post(
         f"/hooks/{hook['token']}",
-        data=(folder / f"{case}.json").read_bytes(),
-        headers={"Content-Type": "application/json", **headers},
+        data=body_of(producer, case),
+        headers={"Content-Type": "application/json", **headers_of(producer, case)},
     )
     assert resp.status == 200, await resp.text()
     answer = await resp.json()
-    expected = (folder / f"{case}.expected.md").read_text().strip()
+    expected = expected_of(producer, case)
     messages = await history(app, room_id)
     if not expected:
         assert answer["MessageId"] is None and messages == []

@@ -1,9 +1,7 @@
 """The built-in webhook templates against real payloads: one test per fixture, as Zulip tests its own.
 
-A case in ``tests/fixtures/<producer>/`` is ``<case>.json``, a body the producer really sends (see the
-README there for where each came from); ``<case>.headers.json``, the request headers the template reads
-(absent when it reads none); and ``<case>.expected.md``, the exact message the template must write, or
-an empty file when the event must be dropped. The file's final newline is not part of the message.
+The cases and their files are described in ``tests/template_cases.py``; where each payload came from
+is in ``tests/fixtures/README.md``.
 """
 
 from __future__ import annotations
@@ -15,43 +13,25 @@ from typing import Any
 
 import pytest
 
+from tests.template_cases import FIXTURES, PRODUCERS, body_of, expected_of, headers_of, template_cases
 from webhooks import transforms
 
-FIXTURES = Path(__file__).parent / "fixtures"
-PRODUCERS = transforms.BUILTIN
 BODY_LIMIT = 60 * 1024  # fixtures stay well under the server's 64 KB body limit
-
-
-def _cases() -> list[Any]:
-    cases = []
-    for producer in PRODUCERS:
-        for expected in sorted((FIXTURES / producer).glob("*.expected.md")):
-            case = expected.name.removesuffix(".expected.md")
-            cases.append(pytest.param(producer, case, id=f"{producer}/{case}"))
-    return cases
 
 
 def _json(path: Path) -> Any:
     return json.loads(path.read_text("utf-8"))
 
 
-def _optional_json(path: Path) -> Any:
-    return _json(path) if path.exists() else None
-
-
 def _fixture(producer: str, case: str) -> Any:
     return _json(FIXTURES / producer / f"{case}.json")
 
 
-@pytest.mark.parametrize(("producer", "case"), _cases())
+@pytest.mark.parametrize(("producer", "case"), template_cases())
 def test_template_writes_the_expected_message(producer: str, case: str) -> None:
-    folder = FIXTURES / producer
-    headers = _optional_json(folder / f"{case}.headers.json") or {}
-    expected = (folder / f"{case}.expected.md").read_text("utf-8").removesuffix("\n")
-
-    message = transforms.load(producer).render(_fixture(producer, case), headers)
-
-    assert message == (expected or None)
+    payload = json.loads(body_of(producer, case))
+    message = transforms.load(producer).render(payload, headers_of(producer, case))
+    assert message == (expected_of(producer, case) or None)
 
 
 def test_every_producer_has_real_payloads_of_several_kinds() -> None:
