@@ -202,6 +202,13 @@ class Webhook:
             "last_error_at": iso(self.last_error_at) if self.last_error_at else None,
         }
 
+    def shown(
+        self, base_url: str, token: str | None = None, signing_secret: str | None = None
+    ) -> dict[str, Any]:
+        """The webhook as the API and CLI show it, with its token and signing secret when just made."""
+        body = self.with_token(token, base_url) if token else self.to_json(base_url)
+        return body | ({"signing_secret": signing_secret} if signing_secret else {})
+
     def with_token(self, token: str, base_url: str) -> dict[str, Any]:
         """The webhook right after creation or regeneration: the only time its token is shown."""
         shown = self.to_json(base_url) | {"token": token}

@@ -81,9 +81,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _shown(svc: Services, hook: Webhook, token: str | None, secret: str | None) -> dict[str, Any]:
-    base = svc.config.server.base_url
-    body = hook.with_token(token, base) if token else hook.to_json(base)
-    return body | ({"signing_secret": secret} if secret else {})
+    return hook.shown(svc.config.server.base_url, token, secret)
 
 
 async def _create(svc: Services, args: argparse.Namespace) -> dict[str, Any]:

@@ -19,11 +19,7 @@ routes = web.RouteTableDef()
 
 def _shown(request: web.Request, hook: Webhook, token: str | None, secret: str | None) -> dict[str, Any]:
     """A webhook as the API shows it, with the token and signing secret when they were just made."""
-    base = request.app[SERVICES].config.server.base_url
-    body = hook.with_token(token, base) if token else hook.to_json(base)
-    if secret:
-        body["signing_secret"] = secret
-    return body
+    return hook.shown(request.app[SERVICES].config.server.base_url, token, secret)
 
 
 @routes.get("/api/v1/rooms/{room_id}/webhooks")
